@@ -1,0 +1,381 @@
+// Package httpapi owns pgpush's HTTP surface: the REST routes with JSON
+// errors, health and readiness, and the WebSocket upgrade with its origin
+// check and session authentication.
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgpush/pgpush/realtime"
+	"github.com/pgpush/pgpush/session"
+)
+
+// maxBodyBytes bounds request bodies; pgpush's bodies are small JSON.
+const maxBodyBytes = 1 << 20
+
+// Server holds what the routes need. Every field is required unless noted.
+type Server struct {
+	Pool     *pgxpool.Pool
+	Sessions *session.Store
+	Policy   *session.Policy
+	Hub      *realtime.Hub
+	// ListenerReady reports whether the listener is connected and caught up.
+	ListenerReady func() bool
+	// AllowedOrigins lists origins ("https://app.example.com") allowed to
+	// open /ws from a browser. Empty means only the request's own host.
+	AllowedOrigins []string
+	Logger         *slog.Logger
+	// Started is when the process started, for uptime in /api/v1/stats.
+	Started time.Time
+	// Dashboard serves GET / for plain (non-upgrade) requests. Optional.
+	Dashboard http.Handler
+
+	upgrader websocket.Upgrader
+}
+
+// Handler returns the routes. Unknown paths get 404 and wrong methods 405,
+// both as JSON.
+func (s *Server) Handler() http.Handler {
+	s.upgrader = websocket.Upgrader{
+		ReadBufferSize:  4096,
+		WriteBufferSize: 4096,
+		// Checked before Upgrade with a JSON 403; by then it has passed.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	mux := http.NewServeMux()
+	route := func(path string, methods map[string]http.HandlerFunc) {
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			h, ok := methods[r.Method]
+			if !ok && r.Method == http.MethodHead {
+				h, ok = methods[http.MethodGet]
+			}
+			if !ok {
+				allowed := make([]string, 0, len(methods))
+				for m := range methods {
+					allowed = append(allowed, m)
+				}
+				w.Header().Set("Allow", strings.Join(allowed, ", "))
+				writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+				return
+			}
+			h(w, r)
+		})
+	}
+	route("/api/v1/auth/login", map[string]http.HandlerFunc{http.MethodPost: s.login})
+	route("/api/v1/auth/logout", map[string]http.HandlerFunc{http.MethodPost: s.logout})
+	route("/api/v1/auth/me", map[string]http.HandlerFunc{http.MethodGet: s.me})
+	route("/api/v1/channels", map[string]http.HandlerFunc{http.MethodGet: s.channels})
+	route("/api/v1/channels/{channel}/events", map[string]http.HandlerFunc{http.MethodPost: s.publish})
+	route("/api/v1/stats", map[string]http.HandlerFunc{http.MethodGet: s.stats})
+	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
+	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
+	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
+	mux.HandleFunc("/{$}", s.root)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return http.MaxBytesHandler(mux, maxBodyBytes)
+}
+
+// root is the bare host: a WebSocket upgrade there behaves like /ws (as
+// Ocha API and chat-ws clients connect); anything else is the dashboard.
+func (s *Server) root(w http.ResponseWriter, r *http.Request) {
+	if websocket.IsWebSocketUpgrade(r) {
+		s.websocket(w, r)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET")
+		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
+		return
+	}
+	if s.Dashboard != nil {
+		s.Dashboard.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	fmt.Fprintln(w, "pgpush is running. Open a WebSocket on /ws.")
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, message string) {
+	writeJSON(w, status, map[string]string{"error": message})
+}
+
+// decodeBody reads a JSON object body into v, answering 400 itself.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(r.Body)
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		switch {
+		case errors.As(err, &tooBig):
+			writeError(w, http.StatusRequestEntityTooLarge, "body too large")
+		case errors.Is(err, io.EOF):
+			writeError(w, http.StatusBadRequest, "missing JSON body")
+		default:
+			writeError(w, http.StatusBadRequest, "invalid JSON body")
+		}
+		return false
+	}
+	return true
+}
+
+type userJSON struct {
+	ID    int64  `json:"id"`
+	Email string `json:"email"`
+	Role  string `json:"role"`
+}
+
+func (s *Server) login(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Email    string `json:"email"`
+		Password string `json:"password"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.Email == "" || body.Password == "" {
+		writeError(w, http.StatusBadRequest, `"email" and "password" are required`)
+		return
+	}
+	u, err := s.Sessions.Authenticate(r.Context(), body.Email, body.Password)
+	if errors.Is(err, session.ErrBadCredentials) {
+		writeError(w, http.StatusUnauthorized, "invalid email or password")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "login", err)
+		return
+	}
+	if err := s.Sessions.Login(r.Context(), w, r, u); err != nil {
+		s.internalError(w, "login", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]userJSON{"user": {u.ID, u.Email, u.Role}})
+}
+
+func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
+	id, err := s.Sessions.Logout(r.Context(), w, r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "logout", err)
+		return
+	}
+	// Close local sockets at once; other instances hear the NOTIFY.
+	s.Hub.CloseSession(id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) me(w http.ResponseWriter, r *http.Request) {
+	u, ok := s.requireUser(w, r)
+	if !ok {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]userJSON{"user": {u.ID, u.Email, u.Role}})
+}
+
+// requireUser answers 401 itself when there is no session.
+func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (session.User, bool) {
+	u, _, err := s.Sessions.FromRequest(r.Context(), r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return session.User{}, false
+	}
+	if err != nil {
+		s.internalError(w, "session", err)
+		return session.User{}, false
+	}
+	return u, true
+}
+
+// principal is the caller as the realtime layer sees it: the session's
+// user, or anonymous when there is none and anonymous holds grants.
+func (s *Server) principal(r *http.Request) (*realtime.Principal, error) {
+	u, id, err := s.Sessions.FromRequest(r.Context(), r)
+	if err == nil {
+		return &realtime.Principal{UserID: u.ID, Email: u.Email, Role: u.Role, Attrs: u.Attrs, SessionID: id}, nil
+	}
+	if !errors.Is(err, session.ErrNoSession) {
+		return nil, err
+	}
+	if s.Policy.AnonymousAllowed() {
+		return &realtime.Principal{Role: session.RoleAnonymous}, nil
+	}
+	return nil, session.ErrNoSession
+}
+
+func (s *Server) channels(w http.ResponseWriter, r *http.Request) {
+	p, err := s.principal(r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "channels", err)
+		return
+	}
+	counts := s.Hub.ChannelCounts()
+	type channelJSON struct {
+		Name        string `json:"name"`
+		Subscribers int    `json:"subscribers"`
+	}
+	list := []channelJSON{}
+	for _, name := range s.Policy.VisibleChannels(p) {
+		list = append(list, channelJSON{name, counts[name]})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"channels": list})
+}
+
+func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
+	p, err := s.principal(r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "publish", err)
+		return
+	}
+	channel := r.PathValue("channel")
+	var body struct {
+		Event string          `json:"event"`
+		Data  json.RawMessage `json:"data"`
+	}
+	if !decodeBody(w, r, &body) {
+		return
+	}
+	if body.Event == "" {
+		writeError(w, http.StatusBadRequest, `"event" is required`)
+		return
+	}
+	if len(body.Data) > 0 && body.Data[0] != '{' && string(body.Data) != "null" {
+		writeError(w, http.StatusBadRequest, `"data" must be a JSON object`)
+		return
+	}
+	access, err := s.Policy.Access(r.Context(), p, channel)
+	switch {
+	case errors.Is(err, realtime.ErrUnknownChannel) && p.Role == session.RoleAdmin:
+		// An admin's first publish is what makes a custom channel exist.
+	case errors.Is(err, realtime.ErrUnknownChannel), errors.Is(err, realtime.ErrForbidden):
+		writeError(w, http.StatusForbidden, "not allowed to publish on this channel")
+		return
+	case err != nil:
+		s.internalError(w, "publish", err)
+		return
+	case !access.Publish:
+		writeError(w, http.StatusForbidden, "not allowed to publish on this channel")
+		return
+	}
+	id, err := realtime.PoolStore{DB: s.Pool}.Publish(r.Context(), channel, body.Event, body.Data)
+	if err != nil {
+		s.internalError(w, "publish", err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": fmt.Sprint(id), "channel": channel, "event": body.Event})
+}
+
+func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"connectedClients": s.Hub.ClientCount(),
+		"activeChannels":   len(s.Hub.ChannelCounts()),
+		"uptime":           time.Since(s.Started).Seconds(),
+		"timestamp":        time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Pool.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "database unreachable"})
+		return
+	}
+	if !s.ListenerReady() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "listener not connected"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
+	s.Logger.Error(op, "err", err)
+	writeError(w, http.StatusServiceUnavailable, "temporarily unavailable, try again")
+}
+
+// originAllowed implements the cross-site WebSocket hijacking defence. A
+// request without Origin is not from a browser, which is the only client
+// that attaches cookies on another site's behalf.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if len(s.AllowedOrigins) == 0 {
+		return strings.EqualFold(u.Host, r.Host)
+	}
+	for _, allowed := range s.AllowedOrigins {
+		if allowed == "*" || strings.EqualFold(strings.TrimSuffix(allowed, "/"), u.Scheme+"://"+u.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
+	if !websocket.IsWebSocketUpgrade(r) {
+		writeError(w, http.StatusBadRequest, "expected a WebSocket upgrade")
+		return
+	}
+	if !s.originAllowed(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return
+	}
+	p, authErr := s.principal(r)
+	conn, err := s.upgrader.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	if authErr != nil {
+		reason := "authentication required"
+		if !errors.Is(authErr, session.ErrNoSession) {
+			s.Logger.Error("websocket session", "err", authErr)
+			reason = "cannot check session, try again"
+		}
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(realtime.ClosePolicyViolation, reason), time.Now().Add(5*time.Second))
+		_ = conn.Close()
+		return
+	}
+	// The socket outlives the request: its context must not end with it,
+	// only with the hub's shutdown.
+	s.Hub.ServeConn(context.WithoutCancel(r.Context()), conn, p)
+}

@@ -1,0 +1,117 @@
+package realtime
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// WebSocket close codes pgpush uses (RFC 6455 §7.4.1).
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // server shutdown
+	ClosePolicyViolation = 1008 // no session, session ended, flooding
+	CloseMessageTooBig   = 1009
+	CloseTryAgainLater   = 1013 // too slow to read
+)
+
+// clientMessage is any frame a client may send on /ws. Which fields matter
+// depends on Type.
+type clientMessage struct {
+	Type    string                     `json:"type"`
+	Channel string                     `json:"channel"`
+	Since   json.RawMessage            `json:"since"`
+	Filter  map[string]json.RawMessage `json:"filter"`
+	Event   string                     `json:"event"`
+	Data    json.RawMessage            `json:"data"`
+}
+
+// maxChannelBytes bounds channel names so they are safe to log and store.
+const maxChannelBytes = 200
+
+// parseClientMessage decodes one text frame. Errors are meant for the
+// client: they say what is wrong without echoing the input.
+func parseClientMessage(frame []byte) (clientMessage, error) {
+	var msg clientMessage
+	trimmed := bytes.TrimSpace(frame)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return msg, errors.New("malformed message: want a JSON object")
+	}
+	if err := json.Unmarshal(trimmed, &msg); err != nil {
+		var typeErr *json.UnmarshalTypeError
+		if errors.As(err, &typeErr) && typeErr.Field != "" {
+			return msg, fmt.Errorf("malformed message: field %q has the wrong type", typeErr.Field)
+		}
+		return msg, errors.New("malformed message: invalid JSON")
+	}
+	if msg.Type == "" {
+		return msg, errors.New(`missing field "type"`)
+	}
+	if len(msg.Channel) > maxChannelBytes {
+		return msg, errors.New(`field "channel" is too long`)
+	}
+	return msg, nil
+}
+
+// parseSince accepts an event id as a JSON string ("1842") or number (1842).
+func parseSince(raw json.RawMessage) (id int64, ok bool, err error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, false, nil
+	}
+	text := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &text); err != nil {
+			return 0, false, errors.New(`invalid "since": want an event id`)
+		}
+	}
+	text = strings.TrimSpace(text)
+	id, err = strconv.ParseInt(text, 10, 64)
+	if err != nil || id < 0 {
+		return 0, false, errors.New(`invalid "since": want an event id`)
+	}
+	return id, true, nil
+}
+
+func errorFrame(message string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	}{"error", message})
+	return b
+}
+
+func channelErrorFrame(channel, message string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+		Channel string `json:"channel"`
+	}{"error", message, channel})
+	return b
+}
+
+func channelFrame(typ, channel string) []byte {
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Channel string `json:"channel"`
+	}{typ, channel})
+	return b
+}
+
+func connectedFrame(p *Principal) []byte {
+	var userID any
+	if !p.Anonymous() {
+		userID = p.UserID
+	}
+	b, _ := json.Marshal(struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+		UserID  any    `json:"userId"`
+	}{"connected", "WebSocket connection established", userID})
+	return b
+}
+
+var pongFrame = []byte(`{"type":"pong"}`)

@@ -1,0 +1,86 @@
+package realtime
+
+import (
+	"context"
+	"sync"
+)
+
+// sendQueue is a socket's bounded outbox. Any goroutine may push; only the
+// write pump drains. push never blocks, so a slow socket can never hold up
+// the fan-out: when the queue is over its cap, push fails and the caller
+// closes the socket with 1013.
+type sendQueue struct {
+	maxBytes    int
+	maxMessages int
+
+	mu    sync.Mutex
+	msgs  [][]byte
+	bytes int
+
+	ready chan struct{} // one token: the write pump has something to send
+	room  chan struct{} // one token: the write pump just drained
+}
+
+func newSendQueue(maxBytes, maxMessages int) *sendQueue {
+	return &sendQueue{
+		maxBytes:    maxBytes,
+		maxMessages: maxMessages,
+		ready:       make(chan struct{}, 1),
+		room:        make(chan struct{}, 1),
+	}
+}
+
+// push appends msg unless that would pass the caps; it reports success.
+func (q *sendQueue) push(msg []byte) bool {
+	return q.pushBelow(msg, q.maxBytes, q.maxMessages)
+}
+
+func (q *sendQueue) pushBelow(msg []byte, maxBytes, maxMessages int) bool {
+	q.mu.Lock()
+	if len(q.msgs) > 0 && (q.bytes+len(msg) > maxBytes || len(q.msgs)+1 > maxMessages) {
+		q.mu.Unlock()
+		return false
+	}
+	q.msgs = append(q.msgs, msg)
+	q.bytes += len(msg)
+	q.mu.Unlock()
+	signal(q.ready)
+	return true
+}
+
+// pushPaced is for producers that can wait, such as a replay: it waits
+// until the queue is less than half full, leaving the other half to live
+// events, so that a replay never gets a socket closed as slow.
+func (q *sendQueue) pushPaced(ctx context.Context, closing <-chan struct{}, msg []byte) error {
+	for {
+		if q.pushBelow(msg, q.maxBytes/2, q.maxMessages/2) {
+			return nil
+		}
+		select {
+		case <-q.room:
+		case <-closing:
+			return errClientClosing
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// drain takes everything queued. Only the write pump calls it.
+func (q *sendQueue) drain(into [][]byte) [][]byte {
+	q.mu.Lock()
+	into = append(into, q.msgs...)
+	clear(q.msgs)
+	q.msgs = q.msgs[:0]
+	q.bytes = 0
+	q.mu.Unlock()
+	signal(q.room)
+	return into
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,58 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+
+	"github.com/pgpush/pgpush/db"
+)
+
+// PoolStore is the EventStore backed by pgpush.events.
+type PoolStore struct {
+	DB db.Querier
+	// PageSize bounds one read of a replay. 0 means 500.
+	PageSize int
+}
+
+// PositionOf implements EventStore.
+func (s PoolStore) PositionOf(ctx context.Context, id int64) (Position, error) {
+	seq, err := db.PositionOf(ctx, s.DB, id)
+	if errors.Is(err, db.ErrEventExpired) {
+		return Position{}, ErrResyncRequired
+	}
+	if err != nil {
+		return Position{}, err
+	}
+	return Position{Seq: seq, ID: id}, nil
+}
+
+// Replay implements EventStore, reading the channel page by page.
+func (s PoolStore) Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error {
+	page := s.PageSize
+	if page <= 0 {
+		page = 500
+	}
+	for to.After(from) {
+		rows, err := db.ChannelEventsBetween(ctx, s.DB, channel, from.Seq, from.ID, to.Seq, to.ID, page)
+		if err != nil {
+			return err
+		}
+		for _, r := range rows {
+			if err := fn(EventFromRow(r)); err != nil {
+				return err
+			}
+		}
+		if len(rows) < page {
+			return nil
+		}
+		last := rows[len(rows)-1]
+		from = Position{Seq: last.Seq, ID: last.ID}
+	}
+	return nil
+}
+
+// Publish implements EventStore.
+func (s PoolStore) Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error) {
+	return db.Publish(ctx, s.DB, channel, event, data)
+}

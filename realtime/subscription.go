@@ -1,0 +1,94 @@
+package realtime
+
+import (
+	"encoding/json"
+	"sync"
+
+	"github.com/pgpush/pgpush/triggers"
+)
+
+// BroadcastChannel carries --broadcast events to every open socket.
+const BroadcastChannel = triggers.BroadcastChannel
+
+// subscription is one socket's interest in one channel. While it replays
+// (pending), live events are buffered so that they follow the replay in
+// order, with no gap and no duplicate.
+type subscription struct {
+	client  *Client
+	channel string
+	filter  map[string]json.RawMessage
+
+	mu      sync.Mutex
+	access  Access
+	pending bool
+	buffer  []*Event
+	ended   bool
+}
+
+// visible applies the grant's match rules and the client's filter.
+func (s *subscription) visible(ev *Event, access Access) bool {
+	for field, want := range access.Match {
+		got, ok := ev.Field(field)
+		if !ok || !matchesAttr(got, want) {
+			return false
+		}
+	}
+	for field, want := range s.filter {
+		got, ok := ev.Field(field)
+		if !ok || !jsonEqual(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// offer delivers ev if the subscriber may see it. Called by Dispatch.
+func (s *subscription) offer(ev *Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended || !s.visible(ev, s.access) {
+		return
+	}
+	if s.pending {
+		if len(s.buffer) >= s.client.hub.opts.MaxPendingEvents {
+			s.client.hub.stats.Dropped.Add(1)
+			s.client.closeWith(CloseTryAgainLater, "too far behind while resuming")
+			return
+		}
+		s.buffer = append(s.buffer, ev)
+		return
+	}
+	s.client.send(ev.Encoded())
+}
+
+// activate flushes what arrived during the replay and turns on live delivery.
+func (s *subscription) activate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, ev := range s.buffer {
+		if !s.client.send(ev.Encoded()) {
+			break
+		}
+	}
+	s.buffer = nil
+	s.pending = false
+}
+
+func (s *subscription) setAccess(a Access) {
+	s.mu.Lock()
+	s.access = a
+	s.mu.Unlock()
+}
+
+func (s *subscription) currentAccess() Access {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.access
+}
+
+func (s *subscription) end() {
+	s.mu.Lock()
+	s.ended = true
+	s.buffer = nil
+	s.mu.Unlock()
+}

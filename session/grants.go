@@ -1,0 +1,253 @@
+package session
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/realtime"
+	"github.com/pgpush/pgpush/triggers"
+)
+
+// Roles with a meaning of their own.
+const (
+	RoleAdmin     = "admin"     // sees and publishes on every channel
+	RoleAnonymous = "anonymous" // sockets without a session
+)
+
+// Grant lets a role subscribe to (and maybe publish on) channels matching
+// Channel, which may end in '*'. Match maps an event data field to the
+// user attribute it must equal.
+type Grant struct {
+	Channel string            `json:"channel"`
+	Role    string            `json:"role"`
+	Publish bool              `json:"publish"`
+	Match   map[string]string `json:"match,omitempty"`
+}
+
+// ErrGrantNotFound is returned by RevokeGrant when there was nothing to revoke.
+var ErrGrantNotFound = errors.New("no such grant")
+
+var (
+	patternRE = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{0,200}\*?$`)
+	fieldRE   = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
+)
+
+// ParseMatch parses --match FIELD=ATTR.
+func ParseMatch(s string) (field, attr string, err error) {
+	field, attr, ok := strings.Cut(s, "=")
+	if !ok || !fieldRE.MatchString(field) || !fieldRE.MatchString(attr) {
+		return "", "", fmt.Errorf("invalid --match %q: want FIELD=ATTRIBUTE (letters, digits, _ . -)", s)
+	}
+	return field, attr, nil
+}
+
+// PatternMatches reports whether channel falls under pattern: equal, or
+// pattern ends in '*' and channel starts with what comes before it.
+func PatternMatches(pattern, channel string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(channel, prefix)
+	}
+	return pattern == channel
+}
+
+// AddGrant creates or replaces the grant for (g.Channel, g.Role) and tells
+// running instances to reload.
+func AddGrant(ctx context.Context, q db.Querier, g Grant) error {
+	if !patternRE.MatchString(g.Channel) || g.Channel == "" {
+		return fmt.Errorf("invalid channel %q: use letters, digits, _ . : - and an optional trailing *", g.Channel)
+	}
+	if err := ValidateRole(g.Role); err != nil {
+		return err
+	}
+	match := g.Match
+	if match == nil {
+		match = map[string]string{}
+	}
+	_, err := q.Exec(ctx, `
+		WITH upsert AS (
+			INSERT INTO pgpush.grants (channel, role, can_publish, match) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (channel, role) DO UPDATE SET can_publish = EXCLUDED.can_publish, match = EXCLUDED.match
+		)
+		SELECT pg_notify($5, $6)`, g.Channel, g.Role, g.Publish, match, triggers.ControlChannel, triggers.ReloadPayload)
+	if err != nil {
+		return fmt.Errorf("grant %q to %q: %w", g.Channel, g.Role, err)
+	}
+	return nil
+}
+
+// RevokeGrant removes the grant; open subscriptions it allowed end on
+// every instance.
+func RevokeGrant(ctx context.Context, q db.Querier, channel, role string) error {
+	var n int
+	err := q.QueryRow(ctx, `
+		WITH gone AS (DELETE FROM pgpush.grants WHERE channel = $1 AND role = $2 RETURNING 1)
+		SELECT count(*), pg_notify($3, $4)::text FROM gone`, channel, role, triggers.ControlChannel, triggers.ReloadPayload).Scan(&n, new(string))
+	if err != nil {
+		return fmt.Errorf("revoke %q from %q: %w", channel, role, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("revoke %q from %q: %w", channel, role, ErrGrantNotFound)
+	}
+	return nil
+}
+
+// ListGrants returns all grants ordered by channel and role.
+func ListGrants(ctx context.Context, q db.Querier) ([]Grant, error) {
+	rows, err := q.Query(ctx, `SELECT channel, role, can_publish, match FROM pgpush.grants ORDER BY channel, role`)
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	grants, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Grant])
+	if err != nil {
+		return nil, fmt.Errorf("list grants: %w", err)
+	}
+	return grants, nil
+}
+
+// Policy answers who may do what, from grants and watched tables cached in
+// memory. Reload refreshes the cache; instances call it when the control
+// channel says "reload".
+type Policy struct {
+	q db.Querier
+
+	mu      sync.RWMutex
+	grants  []Grant
+	watched map[string]bool
+	known   map[string]bool // custom channels seen in the event log
+}
+
+// NewPolicy makes a policy; call Reload before use.
+func NewPolicy(q db.Querier) *Policy {
+	return &Policy{q: q, watched: map[string]bool{}, known: map[string]bool{}}
+}
+
+// Reload reads grants and watched channels again.
+func (p *Policy) Reload(ctx context.Context) error {
+	grants, err := ListGrants(ctx, p.q)
+	if err != nil {
+		return err
+	}
+	tables, err := triggers.List(ctx, p.q)
+	if err != nil {
+		return err
+	}
+	watched := make(map[string]bool, len(tables))
+	for _, t := range tables {
+		watched[t.Channel] = true
+	}
+	p.mu.Lock()
+	p.grants = grants
+	p.watched = watched
+	p.mu.Unlock()
+	return nil
+}
+
+// AnonymousAllowed reports whether role anonymous holds any grant, which
+// is what lets a socket without a session stay open.
+func (p *Policy) AnonymousAllowed() bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return slices.ContainsFunc(p.grants, func(g Grant) bool { return g.Role == RoleAnonymous })
+}
+
+// Access implements realtime.Authorizer.
+func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel string) (realtime.Access, error) {
+	if !triggers.ValidChannel(channel) {
+		return realtime.Access{}, realtime.ErrUnknownChannel
+	}
+	p.mu.RLock()
+	known := p.watched[channel] || p.known[channel] || isBuiltinChannel(channel)
+	var best *Grant
+	for i := range p.grants {
+		g := &p.grants[i]
+		if !PatternMatches(g.Channel, channel) {
+			continue
+		}
+		known = true
+		if g.Role == pr.Role && (best == nil || moreSpecific(g.Channel, best.Channel)) {
+			best = g
+		}
+	}
+	p.mu.RUnlock()
+
+	if !known {
+		seen, err := db.ChannelHasEvents(ctx, p.q, channel)
+		if err != nil {
+			return realtime.Access{}, err
+		}
+		if !seen {
+			return realtime.Access{}, realtime.ErrUnknownChannel
+		}
+		p.mu.Lock()
+		p.known[channel] = true
+		p.mu.Unlock()
+	}
+	if pr.Role == RoleAdmin {
+		return realtime.Access{Publish: true}, nil
+	}
+	if best == nil {
+		return realtime.Access{}, realtime.ErrForbidden
+	}
+	access := realtime.Access{Publish: best.Publish}
+	if len(best.Match) > 0 {
+		access.Match = make(map[string]string, len(best.Match))
+		for field, attr := range best.Match {
+			v, ok := pr.Attrs[attr]
+			if !ok {
+				// Without the attribute the user could only ever match
+				// nothing; say so rather than subscribe to silence.
+				return realtime.Access{}, fmt.Errorf("attribute %q missing: %w", attr, realtime.ErrForbidden)
+			}
+			access.Match[field] = v
+		}
+	}
+	return access, nil
+}
+
+// VisibleChannels lists the channels a principal may subscribe to that are
+// known by name (watched tables and exact grants; patterns are listed as is).
+func (p *Policy) VisibleChannels(pr *realtime.Principal) []string {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	var out []string
+	add := func(ch string) {
+		if !slices.Contains(out, ch) {
+			out = append(out, ch)
+		}
+	}
+	for ch := range p.watched {
+		if pr.Role == RoleAdmin || slices.ContainsFunc(p.grants, func(g Grant) bool {
+			return g.Role == pr.Role && PatternMatches(g.Channel, ch)
+		}) {
+			add(ch)
+		}
+	}
+	for _, g := range p.grants {
+		if pr.Role == RoleAdmin || g.Role == pr.Role {
+			add(g.Channel)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// isBuiltinChannel: chat rooms and notification channels exist on use.
+func isBuiltinChannel(ch string) bool {
+	return strings.HasPrefix(ch, "room:") || strings.HasPrefix(ch, "notify:")
+}
+
+// moreSpecific prefers an exact name, then the longer prefix.
+func moreSpecific(a, b string) bool {
+	aWild, bWild := strings.HasSuffix(a, "*"), strings.HasSuffix(b, "*")
+	if aWild != bWild {
+		return !aWild
+	}
+	return len(a) > len(b)
+}

@@ -1,0 +1,348 @@
+// Package triggers owns the SQL that `pgpush watch` installs on an
+// application table and `pgpush unwatch` removes: one trigger per table,
+// calling the generic pgpush.capture() function with the table's entity,
+// channel and column rules as arguments.
+package triggers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// TriggerName is the name of the trigger pgpush installs on a watched table.
+const TriggerName = "pgpush_capture"
+
+// ControlChannel is where configuration changes are announced, so every
+// running instance reloads without a restart.
+const ControlChannel = "pgpush_control"
+
+// ReloadPayload on ControlChannel asks instances to reload watched tables and grants.
+const ReloadPayload = "reload"
+
+// BroadcastChannel is the reserved channel for --broadcast events, which go
+// to every open socket rather than to subscribers.
+const BroadcastChannel = "pgpush:broadcast"
+
+// Operations that --on accepts.
+var operations = []string{"insert", "update", "delete"}
+
+// ErrNotWatched is returned by Unwatch for a table without pgpush's trigger.
+var ErrNotWatched = errors.New("table is not watched")
+
+var (
+	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
+	channelPattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,200}$`)
+)
+
+// Config is what `pgpush watch` asks for. Empty Entity and Channel take
+// their defaults: the table's name in the singular, and "<entity>_changes".
+type Config struct {
+	Table       string
+	Entity      string
+	Channel     string
+	Exclude     []string
+	Only        []string
+	Broadcast   string
+	BroadcastOn []string
+}
+
+// Column is a column of a watched table.
+type Column struct {
+	Name string
+	Type string // pg_type.typname, e.g. "int4", "timestamptz"
+}
+
+// Watched is a table with pgpush's trigger, as stored in pgpush.watched.
+type Watched struct {
+	Table       string   `json:"table"` // schema-qualified and quoted as needed
+	Entity      string   `json:"entity"`
+	Channel     string   `json:"channel"`
+	Columns     []string `json:"columns"` // the columns that leave the database
+	Exclude     []string `json:"exclude,omitempty"`
+	Only        []string `json:"only,omitempty"`
+	Broadcast   string   `json:"broadcast,omitempty"`
+	BroadcastOn []string `json:"broadcast_on,omitempty"`
+
+	tzColumns    []string
+	naiveColumns []string
+}
+
+// Singular turns a table name into an entity name: orders → order,
+// categories → category, addresses → address, statuses → status.
+func Singular(table string) string {
+	lower := strings.ToLower(table)
+	switch {
+	case len(lower) > 3 && strings.HasSuffix(lower, "ies"):
+		return table[:len(table)-3] + "y"
+	case strings.HasSuffix(lower, "sses"), strings.HasSuffix(lower, "shes"),
+		strings.HasSuffix(lower, "ches"), strings.HasSuffix(lower, "xes"),
+		strings.HasSuffix(lower, "zzes"), strings.HasSuffix(lower, "uses"):
+		return table[:len(table)-2]
+	case strings.HasSuffix(lower, "ss"), strings.HasSuffix(lower, "us"), strings.HasSuffix(lower, "is"):
+		return table
+	case len(lower) > 1 && strings.HasSuffix(lower, "s"):
+		return table[:len(table)-1]
+	}
+	return table
+}
+
+// ValidChannel reports whether name may be used as a channel: letters,
+// digits and _ . : - only, so that names are safe in logs and URLs.
+func ValidChannel(name string) bool { return channelPattern.MatchString(name) }
+
+// resolve fills defaults and checks cfg against the table's real columns.
+func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
+	w := Watched{
+		Entity:    cfg.Entity,
+		Channel:   cfg.Channel,
+		Exclude:   dedupe(cfg.Exclude),
+		Only:      dedupe(cfg.Only),
+		Broadcast: cfg.Broadcast,
+	}
+	if w.Entity == "" {
+		w.Entity = Singular(relname)
+	}
+	if !namePattern.MatchString(w.Entity) {
+		return Watched{}, fmt.Errorf("invalid entity %q: use letters, digits, _ . -", w.Entity)
+	}
+	if w.Channel == "" {
+		w.Channel = w.Entity + "_changes"
+	}
+	if !ValidChannel(w.Channel) || strings.HasPrefix(w.Channel, "pgpush:") {
+		return Watched{}, fmt.Errorf("invalid channel %q: use letters, digits, _ . : - (pgpush: is reserved)", w.Channel)
+	}
+	names := make([]string, 0, len(columns))
+	for _, c := range columns {
+		names = append(names, c.Name)
+	}
+	for _, list := range [][]string{w.Exclude, w.Only} {
+		for _, c := range list {
+			if !slices.Contains(names, c) {
+				return Watched{}, fmt.Errorf("column %q does not exist in %s", c, relname)
+			}
+		}
+	}
+	for _, c := range columns {
+		if slices.Contains(w.Exclude, c.Name) || (len(w.Only) > 0 && !slices.Contains(w.Only, c.Name)) {
+			continue
+		}
+		w.Columns = append(w.Columns, c.Name)
+		switch c.Type {
+		case "timestamptz":
+			w.tzColumns = append(w.tzColumns, c.Name)
+		case "timestamp":
+			w.naiveColumns = append(w.naiveColumns, c.Name)
+		}
+	}
+	if len(w.Columns) == 0 {
+		return Watched{}, errors.New("no column left to send: check --only and --exclude")
+	}
+	if w.Broadcast != "" {
+		if !namePattern.MatchString(w.Broadcast) {
+			return Watched{}, fmt.Errorf("invalid broadcast type %q: use letters, digits, _ . -", w.Broadcast)
+		}
+		w.BroadcastOn = dedupe(cfg.BroadcastOn)
+		if len(w.BroadcastOn) == 0 {
+			w.BroadcastOn = []string{"insert"}
+		}
+		for _, op := range w.BroadcastOn {
+			if !slices.Contains(operations, op) {
+				return Watched{}, fmt.Errorf("invalid --on %q: want insert, update or delete", op)
+			}
+		}
+	} else if len(cfg.BroadcastOn) > 0 {
+		return Watched{}, errors.New("--on needs --broadcast")
+	}
+	return w, nil
+}
+
+func dedupe(list []string) []string {
+	var out []string
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if s != "" && !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// CreateSQL is the DDL that attaches the capture trigger to table, which
+// must already be quoted (pgx.Identifier.Sanitize). It replaces an earlier
+// trigger so that watching again changes the configuration.
+func CreateSQL(table string, w Watched) string {
+	args := []string{
+		literal(w.Entity),
+		literal(w.Channel),
+		literal(arrayLiteral(w.Exclude)),
+		literal(arrayLiteral(w.Only)),
+		literal(arrayLiteral(w.tzColumns)),
+		literal(arrayLiteral(w.naiveColumns)),
+		literal(w.Broadcast),
+		literal(arrayLiteral(w.BroadcastOn)),
+	}
+	return fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s;\n"+
+		"CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s\n"+
+		"    FOR EACH ROW EXECUTE FUNCTION pgpush.capture(%s);\n",
+		TriggerName, table, TriggerName, table, strings.Join(args, ", "))
+}
+
+// DropSQL removes the capture trigger from table (already quoted).
+func DropSQL(table string) string {
+	return fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s;\n", TriggerName, table)
+}
+
+// literal quotes s as an SQL string literal. Trigger arguments cannot be
+// bind parameters, so this is the one place pgpush builds a literal; it is
+// safe because standard_conforming_strings is on in every supported
+// PostgreSQL and NUL cannot occur in names that passed validation.
+func literal(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
+
+// arrayLiteral renders a text[] literal with every element double-quoted.
+func arrayLiteral(items []string) string {
+	quoted := make([]string, len(items))
+	for i, s := range items {
+		s = strings.ReplaceAll(s, `\`, `\\`)
+		quoted[i] = `"` + strings.ReplaceAll(s, `"`, `\"`) + `"`
+	}
+	return "{" + strings.Join(quoted, ",") + "}"
+}
+
+type table struct {
+	oid     uint32
+	schema  string
+	name    string
+	quoted  string
+	columns []Column
+}
+
+func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
+	var t table
+	var kind string
+	// to_regclass applies SQL's identifier rules (orders, shop.orders,
+	// "Odd Name"); the quote_ident fallback lets a user type an odd name bare.
+	err := tx.QueryRow(ctx, `
+		SELECT c.oid, n.nspname, c.relname, c.relkind::text
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE c.oid = coalesce(to_regclass($1), to_regclass(quote_ident($1)))`, name).
+		Scan(&t.oid, &t.schema, &t.name, &kind)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return table{}, fmt.Errorf("table %q does not exist", name)
+	}
+	if err != nil {
+		return table{}, fmt.Errorf("look up table %q: %w", name, err)
+	}
+	if kind != "r" && kind != "p" {
+		return table{}, fmt.Errorf("%q is not a table", name)
+	}
+	if t.schema == "pgpush" {
+		return table{}, fmt.Errorf("%q belongs to pgpush itself", name)
+	}
+	t.quoted = pgx.Identifier{t.schema, t.name}.Sanitize()
+	rows, err := tx.Query(ctx, `
+		SELECT a.attname, t.typname FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+		WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum`, t.oid)
+	if err != nil {
+		return table{}, fmt.Errorf("columns of %s: %w", t.quoted, err)
+	}
+	t.columns, err = pgx.CollectRows(rows, pgx.RowToStructByPos[Column])
+	if err != nil {
+		return table{}, fmt.Errorf("columns of %s: %w", t.quoted, err)
+	}
+	return t, nil
+}
+
+// displayName is schema-qualified only outside the search path's public.
+func (t table) displayName() string {
+	if t.schema == "public" {
+		return pgx.Identifier{t.name}.Sanitize()
+	}
+	return t.quoted
+}
+
+// Watch installs (or reconfigures) the capture trigger on cfg.Table and
+// records it, in one transaction, then tells running instances to reload.
+func Watch(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Watched, error) {
+	var w Watched
+	err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		t, err := lookupTable(ctx, tx, cfg.Table)
+		if err != nil {
+			return err
+		}
+		w, err = resolve(cfg, t.name, t.columns)
+		if err != nil {
+			return err
+		}
+		w.Table = t.displayName()
+		if _, err := tx.Exec(ctx, CreateSQL(t.quoted, w)); err != nil {
+			return fmt.Errorf("create trigger on %s: %w", w.Table, err)
+		}
+		_, err = tx.Exec(ctx, `
+			INSERT INTO pgpush.watched (table_oid, table_name, entity, channel, config)
+			VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (table_oid) DO UPDATE SET table_name = EXCLUDED.table_name,
+				entity = EXCLUDED.entity, channel = EXCLUDED.channel, config = EXCLUDED.config`,
+			t.oid, w.Table, w.Entity, w.Channel, w)
+		if err != nil {
+			return fmt.Errorf("record watched table: %w", err)
+		}
+		return notifyReload(ctx, tx)
+	})
+	return w, err
+}
+
+// Unwatch removes the capture trigger from table and forgets it.
+func Unwatch(ctx context.Context, pool *pgxpool.Pool, name string) error {
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		t, err := lookupTable(ctx, tx, name)
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `DELETE FROM pgpush.watched WHERE table_oid = $1`, t.oid)
+		if err != nil {
+			return fmt.Errorf("forget watched table: %w", err)
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("%s: %w", t.displayName(), ErrNotWatched)
+		}
+		if _, err := tx.Exec(ctx, DropSQL(t.quoted)); err != nil {
+			return fmt.Errorf("drop trigger on %s: %w", t.displayName(), err)
+		}
+		return notifyReload(ctx, tx)
+	})
+}
+
+// List returns the watched tables in name order. Tables dropped since they
+// were watched are left out.
+func List(ctx context.Context, q interface {
+	Query(context.Context, string, ...any) (pgx.Rows, error)
+}) ([]Watched, error) {
+	rows, err := q.Query(ctx, `
+		SELECT w.config FROM pgpush.watched w
+		JOIN pg_class c ON c.oid = w.table_oid
+		ORDER BY w.table_name`)
+	if err != nil {
+		return nil, fmt.Errorf("list watched tables: %w", err)
+	}
+	list, err := pgx.CollectRows(rows, pgx.RowTo[Watched])
+	if err != nil {
+		return nil, fmt.Errorf("list watched tables: %w", err)
+	}
+	return list, nil
+}
+
+func notifyReload(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ControlChannel, ReloadPayload); err != nil {
+		return fmt.Errorf("announce reload: %w", err)
+	}
+	return nil
+}
