@@ -121,7 +121,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 		return err
 	}
 	defer pool.Close()
-	password, err := setUpDemo(ctx, pool, logger)
+	password, err := setUpDemo(ctx, pool, 0, logger)
 	if err != nil {
 		return err
 	}
@@ -170,8 +170,8 @@ func createDatabase(ctx context.Context, adminURL, name string) error {
 
 // setUpDemo migrates, creates and watches the shop tables, seeds a few
 // rows, grants rooms and notifications to anonymous and (re)creates the
-// admin account, returning its new password.
-func setUpDemo(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (string, error) {
+// admin account, returning its new password. hashCost 0 is bcrypt's default.
+func setUpDemo(ctx context.Context, pool *pgxpool.Pool, hashCost int, logger *slog.Logger) (string, error) {
 	if _, err := db.Migrate(ctx, pool, "up", logger); err != nil {
 		return "", err
 	}
@@ -197,7 +197,7 @@ func setUpDemo(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) (st
 			return "", err
 		}
 	}
-	store, err := adminStore(pool)
+	store, err := session.NewStore(pool, session.Options{Secret: []byte(randomToken(session.MinSecretBytes)), HashCost: hashCost})
 	if err != nil {
 		return "", err
 	}
@@ -246,7 +246,7 @@ func simulateShop(ctx context.Context, pool *pgxpool.Pool, logger *slog.Logger) 
 			_, err = pool.Exec(ctx, `
 				INSERT INTO products (sku, name, price, stock, category)
 				VALUES ('SKU-' || $1, 'Product ' || $1, 9.99, 10, 'demo')
-				ON CONFLICT (sku) DO UPDATE SET stock = products.stock + 1`, n)
+				ON CONFLICT (sku) DO UPDATE SET stock = products.stock + 1`, fmt.Sprint(n%50))
 		}
 		if err != nil && ctx.Err() == nil {
 			logger.Warn("simulate", "err", err)
