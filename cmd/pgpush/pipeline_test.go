@@ -145,7 +145,7 @@ func TestNothingSentFor(t *testing.T) {
 		t.Fatalf("excluded column left the database: %v", created["data"])
 	}
 
-	exec(t, pool, `UPDATE customers SET name = name WHERE id = 77`)                    // no-op
+	exec(t, pool, `UPDATE customers SET name = name WHERE id = 77`)                  // no-op
 	exec(t, pool, `UPDATE customers SET password_hash = 'other-hash' WHERE id = 77`) // excluded only
 	tx, err := pool.Begin(context.Background())
 	if err != nil {
