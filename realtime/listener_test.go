@@ -1,0 +1,373 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/db/dbtest"
+	"github.com/pgpush/pgpush/triggers"
+)
+
+// waitTimeout bounds every wait for something that must happen; generous
+// because fault tests restart PostgreSQL.
+const waitTimeout = 60 * time.Second
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// collector gathers dispatched events and lets a test wait for a count.
+type collector struct {
+	mu      sync.Mutex
+	events  []*Event
+	changed chan struct{}
+}
+
+func newCollector() *collector { return &collector{changed: make(chan struct{}, 1)} }
+
+func (c *collector) dispatch(evs []*Event) {
+	c.mu.Lock()
+	c.events = append(c.events, evs...)
+	c.mu.Unlock()
+	signal(c.changed)
+}
+
+func (c *collector) snapshot() []*Event {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*Event(nil), c.events...)
+}
+
+// waitFor blocks until cond holds over the events so far.
+func (c *collector) waitFor(t *testing.T, what string, cond func([]*Event) bool) []*Event {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for {
+		evs := c.snapshot()
+		if cond(evs) {
+			return evs
+		}
+		select {
+		case <-c.changed:
+		case <-deadline:
+			t.Fatalf("timed out waiting for %s (have %d events)", what, len(evs))
+		}
+	}
+}
+
+type listenerBundle struct {
+	pool      *pgxpool.Pool
+	url       string
+	listener  *Listener
+	collected *collector
+	caughtUp  chan int64
+}
+
+// startListener watches a fresh "items" table and runs a Listener on it.
+func startListener(t *testing.T) *listenerBundle {
+	t.Helper()
+	pool, url := dbtest.NewPool(t)
+	ctx := context.Background()
+	if _, err := pool.Exec(ctx, `CREATE TABLE items (id bigserial PRIMARY KEY, writer int NOT NULL, n int NOT NULL, state text NOT NULL DEFAULT 'new', UNIQUE (writer, n))`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := triggers.Watch(ctx, pool, triggers.Config{Table: "items"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := db.ParseConfig(url, db.ListenerApplicationName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &listenerBundle{pool: pool, url: url, collected: newCollector(), caughtUp: make(chan int64, 100)}
+	b.listener = &Listener{
+		ConnConfig: cfg,
+		Dispatch:   b.collected.dispatch,
+		Logger:     discard(),
+		OnCaughtUp: func(n int64) { b.caughtUp <- n },
+		IdleCheck:  time.Second,
+		MaxBackoff: 500 * time.Millisecond,
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	conn, _, err := b.listener.Start(runCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.listener.Run(runCtx, conn)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	b.waitCaughtUp(t)
+	return b
+}
+
+func (b *listenerBundle) waitCaughtUp(t *testing.T) int64 {
+	t.Helper()
+	select {
+	case n := <-b.caughtUp:
+		return n
+	case <-time.After(waitTimeout):
+		t.Fatal("listener did not catch up")
+		return 0
+	}
+}
+
+// killListenerBackend terminates the listener's server process, as an
+// operator's pg_terminate_backend or a proxy dropping the connection would.
+func killListenerBackend(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(), `
+		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE application_name = $1 AND datname = current_database()`, db.ListenerApplicationName).Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("terminate listener backend: %d terminated, err %v", n, err)
+	}
+}
+
+type itemKey struct{ writer, n int }
+
+type itemData struct {
+	Writer int    `json:"writer"`
+	N      int    `json:"n"`
+	State  string `json:"state"`
+}
+
+func decodeItem(t *testing.T, ev *Event) itemData {
+	t.Helper()
+	var d itemData
+	if err := json.Unmarshal(ev.Data, &d); err != nil {
+		t.Fatalf("event data %s: %v", ev.Data, err)
+	}
+	return d
+}
+
+// writeItems inserts then updates rows (writer, 0..count-1), one
+// transaction each, retrying through connection loss. ON CONFLICT makes a
+// retry of a commit whose answer was lost harmless (and silent).
+func writeItems(ctx context.Context, pool *pgxpool.Pool, writer, count int, progress func()) error {
+	retry := func(sql string, args ...any) error {
+		for {
+			_, err := pool.Exec(ctx, sql, args...)
+			if err == nil {
+				return nil
+			}
+			if ctx.Err() != nil {
+				return err
+			}
+			time.Sleep(20 * time.Millisecond) // the database is restarting: back off, not a synchronisation
+		}
+	}
+	for n := range count {
+		if err := retry(`INSERT INTO items (writer, n) VALUES ($1, $2) ON CONFLICT DO NOTHING`, writer, n); err != nil {
+			return err
+		}
+		if err := retry(`UPDATE items SET state = 'done' WHERE writer = $1 AND n = $2 AND state <> 'done'`, writer, n); err != nil {
+			return err
+		}
+		progress()
+	}
+	return nil
+}
+
+// checkStream asserts every (writer, n) arrived as exactly one created and
+// one updated, in that order, and nothing else.
+func checkStream(t *testing.T, evs []*Event, writers, perWriter int) {
+	t.Helper()
+	type seen struct{ created, updated int }
+	got := map[itemKey]*seen{}
+	var last Position
+	for i, ev := range evs {
+		if i > 0 && !ev.Pos.After(last) {
+			t.Fatalf("event %d at %v does not come after %v", i, ev.Pos, last)
+		}
+		last = ev.Pos
+		d := decodeItem(t, ev)
+		k := itemKey{d.Writer, d.N}
+		s := got[k]
+		if s == nil {
+			s = &seen{}
+			got[k] = s
+		}
+		switch ev.Name {
+		case "item:created":
+			s.created++
+		case "item:updated":
+			if s.created == 0 {
+				t.Fatalf("%v updated before created", k)
+			}
+			s.updated++
+		default:
+			t.Fatalf("unexpected event %s", ev.Name)
+		}
+	}
+	lost, dup := 0, 0
+	for w := range writers {
+		for n := range perWriter {
+			s := got[itemKey{w, n}]
+			switch {
+			case s == nil:
+				lost += 2
+			default:
+				lost += max(0, 1-s.created) + max(0, 1-s.updated)
+				dup += max(0, s.created-1) + max(0, s.updated-1)
+			}
+		}
+	}
+	if lost != 0 || dup != 0 || len(got) != writers*perWriter {
+		t.Fatalf("lost %d, duplicated %d, rows %d; want 0, 0, %d", lost, dup, len(got), writers*perWriter)
+	}
+}
+
+// TestListenerSurvivesBackendKill: the listener's backend is terminated
+// twice mid-stream; every committed change still arrives once, in order.
+func TestListenerSurvivesBackendKill(t *testing.T) {
+	t.Parallel()
+	b := startListener(t)
+	const writers, perWriter = 4, 250
+	ctx := context.Background()
+	var written sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	milestones := make(chan int, 1000)
+	for w := range writers {
+		written.Go(func() {
+			if err := writeItems(ctx, b.pool, w, perWriter, func() {
+				mu.Lock()
+				done++
+				milestones <- done
+				mu.Unlock()
+			}); err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
+		})
+	}
+	killed := 0
+	for d := range milestones {
+		if (d == 250 || d == 600) && killed < 2 {
+			killListenerBackend(t, b.pool)
+			killed++
+		}
+		if d == writers*perWriter {
+			break
+		}
+	}
+	written.Wait()
+	evs := b.collected.waitFor(t, "all events", func(evs []*Event) bool { return len(evs) >= 2*writers*perWriter })
+	checkStream(t, evs, writers, perWriter)
+	if got := b.listener.Reconnects(); got < 2 {
+		t.Fatalf("Reconnects() = %d, want >= 2", got)
+	}
+}
+
+// TestOutOfOrderCommitAcrossReconnect is the outbox hazard: T1 writes first
+// (lower event id) but commits last, while the listener is disconnected.
+// Paging by event id would skip T1 forever; commit sequence does not.
+func TestOutOfOrderCommitAcrossReconnect(t *testing.T) {
+	t.Parallel()
+	b := startListener(t)
+	ctx := context.Background()
+	t1, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer t1.Rollback(ctx)
+	if _, err := t1.Exec(ctx, `INSERT INTO items (writer, n) VALUES (1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO items (writer, n) VALUES (2, 2)`); err != nil { // T2 commits first
+		t.Fatal(err)
+	}
+	first := b.collected.waitFor(t, "T2's event", func(evs []*Event) bool { return len(evs) == 1 })
+	if d := decodeItem(t, first[0]); d.Writer != 2 {
+		t.Fatalf("first event from writer %d, want 2", d.Writer)
+	}
+	killListenerBackend(t, b.pool)
+	if err := t1.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs := b.collected.waitFor(t, "T1's event", func(evs []*Event) bool { return len(evs) == 2 })
+	if d := decodeItem(t, evs[1]); d.Writer != 1 {
+		t.Fatalf("second event from writer %d, want 1", d.Writer)
+	}
+	if evs[1].Pos.ID >= evs[0].Pos.ID {
+		t.Fatalf("test did not reproduce the hazard: T1 id %d, T2 id %d", evs[1].Pos.ID, evs[0].Pos.ID)
+	}
+}
+
+// TestListenerSurvivesPostgresRestart restarts the whole server mid-stream.
+// Not parallel: the restart drops every connection of the package's cluster,
+// so it runs while the parallel tests wait.
+func TestListenerSurvivesPostgresRestart(t *testing.T) {
+	b := startListener(t)
+	const writers, perWriter = 4, 250
+	ctx := context.Background()
+	var written sync.WaitGroup
+	var mu sync.Mutex
+	done := 0
+	restartAt := make(chan struct{})
+	for w := range writers {
+		written.Go(func() {
+			if err := writeItems(ctx, b.pool, w, perWriter, func() {
+				mu.Lock()
+				done++
+				if done == 400 {
+					close(restartAt)
+				}
+				mu.Unlock()
+			}); err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
+		})
+	}
+	<-restartAt
+	if err := dbtest.Cluster().Restart(ctx); err != nil {
+		t.Fatalf("restart postgres: %v", err)
+	}
+	written.Wait()
+	evs := b.collected.waitFor(t, "all events", func(evs []*Event) bool { return len(evs) >= 2*writers*perWriter })
+	checkStream(t, evs, writers, perWriter)
+	if b.listener.Reconnects() < 1 {
+		t.Fatal("listener did not reconnect")
+	}
+	eventuallyReady(t, b.listener)
+}
+
+func eventuallyReady(t *testing.T, l *Listener) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for !l.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("listener not ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestListenerStartFailsFast: a wrong database is an error at start.
+func TestListenerStartFailsFast(t *testing.T) {
+	t.Parallel()
+	_, url := dbtest.NewPool(t)
+	cfg, err := db.ParseConfig(url+"&dbname=no_such_database", db.ListenerApplicationName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Database = "no_such_database"
+	l := &Listener{ConnConfig: cfg, Dispatch: func([]*Event) {}, Logger: discard()}
+	if _, _, err := l.Start(context.Background()); err == nil {
+		t.Fatal("Start on a missing database succeeded")
+	} else if errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start hung: %v", err)
+	}
+}
