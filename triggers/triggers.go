@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -33,12 +34,17 @@ const BroadcastChannel = "pgpush:broadcast"
 // Operations that --on accepts.
 var operations = []string{"insert", "update", "delete"}
 
+// invalidNameSyntax is PostgreSQL's error code for an unparsable name.
+const invalidNameSyntax = "42602"
+
 // ErrNotWatched is returned by Unwatch for a table without pgpush's trigger.
 var ErrNotWatched = errors.New("table is not watched")
 
 var (
-	namePattern    = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
-	channelPattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,200}$`)
+	unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.\-]`)
+	plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+	namePattern     = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
+	channelPattern  = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,200}$`)
 )
 
 // Config is what `pgpush watch` asks for. Empty Entity and Channel take
@@ -81,6 +87,8 @@ func Singular(table string) string {
 	switch {
 	case len(lower) > 3 && strings.HasSuffix(lower, "ies"):
 		return table[:len(table)-3] + "y"
+	case strings.HasSuffix(lower, "ouses"), strings.HasSuffix(lower, "auses"):
+		return table[:len(table)-1] // warehouses, causes
 	case strings.HasSuffix(lower, "sses"), strings.HasSuffix(lower, "shes"),
 		strings.HasSuffix(lower, "ches"), strings.HasSuffix(lower, "xes"),
 		strings.HasSuffix(lower, "zzes"), strings.HasSuffix(lower, "uses"):
@@ -107,7 +115,7 @@ func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 		Broadcast: cfg.Broadcast,
 	}
 	if w.Entity == "" {
-		w.Entity = Singular(relname)
+		w.Entity = unsafeNameChars.ReplaceAllString(Singular(relname), "_")
 	}
 	if !namePattern.MatchString(w.Entity) {
 		return Watched{}, fmt.Errorf("invalid entity %q: use letters, digits, _ . -", w.Entity)
@@ -228,18 +236,33 @@ type table struct {
 func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 	var t table
 	var kind string
-	// to_regclass applies SQL's identifier rules (orders, shop.orders,
-	// "Odd Name"); the quote_ident fallback lets a user type an odd name bare.
-	err := tx.QueryRow(ctx, `
-		SELECT c.oid, n.nspname, c.relname, c.relkind::text
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE c.oid = coalesce(to_regclass($1), to_regclass(quote_ident($1)))`, name).
-		Scan(&t.oid, &t.schema, &t.name, &kind)
-	if errors.Is(err, pgx.ErrNoRows) {
+	if strings.TrimSpace(name) == "" {
 		return table{}, fmt.Errorf("table %q does not exist", name)
 	}
-	if err != nil {
-		return table{}, fmt.Errorf("look up table %q: %w", name, err)
+	found := false
+	// First as SQL would read it (orders, shop.orders, "Odd Name"), then
+	// quoted, so a user can type an odd name bare. Each try runs in a
+	// savepoint: before PostgreSQL 16, to_regclass raises 42602 on names
+	// it cannot parse instead of returning NULL.
+	for _, candidate := range []string{name, pgx.Identifier{name}.Sanitize()} {
+		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
+			return sp.QueryRow(ctx, `
+				SELECT c.oid, n.nspname, c.relname, c.relkind::text
+				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &kind)
+		})
+		var pgErr *pgconn.PgError
+		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == invalidNameSyntax) {
+			continue
+		}
+		if err != nil {
+			return table{}, fmt.Errorf("look up table %q: %w", name, err)
+		}
+		found = true
+		break
+	}
+	if !found {
+		return table{}, fmt.Errorf("table %q does not exist", name)
 	}
 	if kind != "r" && kind != "p" {
 		return table{}, fmt.Errorf("%q is not a table", name)
@@ -261,12 +284,21 @@ func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 	return t, nil
 }
 
-// displayName is schema-qualified only outside the search path's public.
+// displayName is schema-qualified only outside public, and quoted only
+// where a plain name would not read back the same.
 func (t table) displayName() string {
+	name := quoteIfNeeded(t.name)
 	if t.schema == "public" {
-		return pgx.Identifier{t.name}.Sanitize()
+		return name
 	}
-	return t.quoted
+	return quoteIfNeeded(t.schema) + "." + name
+}
+
+func quoteIfNeeded(ident string) string {
+	if plainIdentifier.MatchString(ident) {
+		return ident
+	}
+	return pgx.Identifier{ident}.Sanitize()
 }
 
 // Watch installs (or reconfigures) the capture trigger on cfg.Table and

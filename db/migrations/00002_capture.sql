@@ -23,15 +23,17 @@ DECLARE
 BEGIN
     FOREACH col IN ARRAY tz_cols LOOP
         IF jsonb_typeof(row_data -> col) = 'string' THEN
-            row_data := jsonb_set(row_data, ARRAY[col], to_jsonb(to_char(
+            -- coalesce: to_char('infinity') is NULL, and a NULL would
+            -- turn the whole row NULL and fail the writer's statement.
+            row_data := jsonb_set(row_data, ARRAY[col], to_jsonb(coalesce(to_char(
                 (row_data ->> col)::timestamptz AT TIME ZONE 'UTC',
-                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+                'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), row_data ->> col)));
         END IF;
     END LOOP;
     FOREACH col IN ARRAY naive_cols LOOP
         IF jsonb_typeof(row_data -> col) = 'string' THEN
-            row_data := jsonb_set(row_data, ARRAY[col], to_jsonb(to_char(
-                (row_data ->> col)::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+            row_data := jsonb_set(row_data, ARRAY[col], to_jsonb(coalesce(to_char(
+                (row_data ->> col)::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), row_data ->> col)));
         END IF;
     END LOOP;
     RETURN row_data;
