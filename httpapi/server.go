@@ -39,8 +39,8 @@ type Server struct {
 	Logger         *slog.Logger
 	// Started is when the process started, for uptime in /api/v1/stats.
 	Started time.Time
-	// Dashboard serves GET / for plain (non-upgrade) requests. Optional.
-	Dashboard http.Handler
+	// Static serves the dashboard at / and /pgpush.js. Optional.
+	Static http.Handler
 
 	upgrader websocket.Upgrader
 }
@@ -83,6 +83,9 @@ func (s *Server) Handler() http.Handler {
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
 	mux.HandleFunc("/{$}", s.root)
+	if s.Static != nil {
+		route("/pgpush.js", map[string]http.HandlerFunc{http.MethodGet: s.Static.ServeHTTP})
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
@@ -101,8 +104,8 @@ func (s *Server) root(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 		return
 	}
-	if s.Dashboard != nil {
-		s.Dashboard.ServeHTTP(w, r)
+	if s.Static != nil {
+		s.Static.ServeHTTP(w, r)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -15,6 +15,7 @@ import (
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/db/cluster"
+	"github.com/pgpush/pgpush/httpapi"
 	"github.com/pgpush/pgpush/session"
 	"github.com/pgpush/pgpush/triggers"
 )
@@ -112,7 +113,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	if len(cfg.SessionSecret) == 0 {
 		cfg.SessionSecret = []byte(randomToken(48))
 	}
-	if err := cfg.check(); err != nil {
+	if err := checkConfig(cfg); err != nil {
 		return err
 	}
 
@@ -145,7 +146,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	if *simulate {
 		go simulateShop(ctx, pool, logger)
 	}
-	return serve(ctx, cfg, ln, logger, started)
+	return httpapi.Run(ctx, cfg, ln, logger, started)
 }
 
 // createDatabase creates name unless it exists.

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgpush/pgpush/httpapi"
+
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
@@ -50,9 +52,9 @@ func newShop(t *testing.T) (*pgxpool.Pool, string, string) {
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // startServer runs serve in-process on a free port against dbURL.
-func startServer(t *testing.T, dbURL string, mutate func(*config)) *testServer {
+func startServer(t *testing.T, dbURL string, mutate func(*httpapi.Config)) *testServer {
 	t.Helper()
-	cfg := config{
+	cfg := httpapi.Config{
 		DatabaseURL:   dbURL,
 		SessionSecret: []byte("test-secret-test-secret-test-secret!"),
 		Retention:     time.Hour,
@@ -69,7 +71,7 @@ func startServer(t *testing.T, dbURL string, mutate func(*config)) *testServer {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{base: "http://" + ln.Addr().String(), dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
 	started := make(chan struct{})
-	go func() { s.done <- serve(ctx, cfg, ln, discardLogger(), func() { close(started) }) }()
+	go func() { s.done <- httpapi.Run(ctx, cfg, ln, discardLogger(), func() { close(started) }) }()
 	select {
 	case <-started:
 	case err := <-s.done:

@@ -99,6 +99,7 @@ func usage(w io.Writer) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nEvery command takes --database-url (default: $DATABASE_URL).")
+	fmt.Fprintln(w, "\nExample:\n  pgpush watch orders && pgpush serve")
 }
 
 func runVersion(_ context.Context, args []string, cio cmdIO) error {

@@ -1,0 +1,2 @@
+// pgpush.js: placeholder until the client lands.
+export {};
