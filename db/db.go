@@ -124,7 +124,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool, direction string, logger *
 }
 
 func newProvider(sqlDB *sql.DB, logger *slog.Logger) (*goose.Provider, error) {
-	locker, err := lock.NewPostgresSessionLocker()
+	// Retry every second (for up to 5 minutes) rather than goose's 5 s, so
+	// instances starting together wait for each other only briefly.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 	if err != nil {
 		return nil, fmt.Errorf("migration lock: %w", err)
 	}

@@ -257,6 +257,41 @@ func New(t testing.TB) string {
 	return pgCluster.URL(name)
 }
 
+// NewEmpty creates an empty database for t, copied from template0 and not
+// migrated, and returns its URL; migration tests start from it. Like New it
+// is dropped when t ends and is safe for concurrent use by parallel tests.
+func NewEmpty(t testing.TB) string {
+	t.Helper()
+	if skipReason != "" {
+		t.Skip(skipReason)
+	}
+	if pgCluster == nil {
+		t.Fatal("dbtest: no cluster: call dbtest.Main from TestMain")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	pool, err := admin(ctx)
+	if err != nil {
+		t.Fatalf("dbtest: %v", err)
+	}
+
+	name := dbName(dbCounter.Add(1), t.Name())
+	ident := pgx.Identifier{name}.Sanitize()
+	// template0 rather than the default template1, which a cluster's owner
+	// may have changed: an empty database must really be empty.
+	if _, err := pool.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE template0"); err != nil {
+		t.Fatalf("dbtest: create database %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
+			t.Errorf("dbtest: drop database %s: %v", name, err)
+		}
+	})
+	return pgCluster.URL(name)
+}
+
 // NewPool creates a database for t like New and opens a pool on it with
 // db.Open. The pool is closed when t ends.
 func NewPool(t testing.TB) (*pgxpool.Pool, string) {
