@@ -106,6 +106,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		Logger:         logger,
 		Started:        time.Now(),
 		Static:         web.Handler(),
+		Metrics:        newMetrics(hub, listener),
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),

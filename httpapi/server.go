@@ -41,6 +41,8 @@ type Server struct {
 	Started time.Time
 	// Static serves the dashboard at / and /pgpush.js. Optional.
 	Static http.Handler
+	// Metrics serves /metrics. Optional.
+	Metrics http.Handler
 
 	upgrader websocket.Upgrader
 }
@@ -83,6 +85,9 @@ func (s *Server) Handler() http.Handler {
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
 	mux.HandleFunc("/{$}", s.root)
+	if s.Metrics != nil {
+		route("/metrics", map[string]http.HandlerFunc{http.MethodGet: s.Metrics.ServeHTTP})
+	}
 	if s.Static != nil {
 		route("/pgpush.js", map[string]http.HandlerFunc{http.MethodGet: s.Static.ServeHTTP})
 	}

@@ -55,6 +55,7 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal)
 		return
 	}
 	defer h.unregister(c)
+	h.stats.SocketsOpened.Add(1)
 	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
 
 	c.send(connectedFrame(p))
@@ -79,22 +80,26 @@ func (c *Client) send(frame []byte) bool {
 	default:
 	}
 	if !c.queue.push(frame) {
-		c.hub.stats.Dropped.Add(1)
-		c.closeWith(CloseTryAgainLater, "client too slow")
+		c.hub.stats.DroppedSlow.Add(1)
+		if c.closeWith(CloseTryAgainLater, "client too slow") {
+			c.hub.stats.SlowDisconnects.Add(1)
+		}
 		return false
 	}
-	c.hub.stats.Delivered.Add(1)
 	return true
 }
 
 // closeWith asks the write pump to send a close frame and end the socket.
-// The first reason wins.
-func (c *Client) closeWith(code int, reason string) {
+// The first reason wins; it reports whether this call was the first.
+func (c *Client) closeWith(code int, reason string) bool {
+	first := false
 	c.closeOnce.Do(func() {
+		first = true
 		c.closeCode = code
 		c.closeReason = reason
 		close(c.closing)
 	})
+	return first
 }
 
 func (c *Client) writePump() {

@@ -119,13 +119,17 @@ type Hub struct {
 
 	clientsWG sync.WaitGroup
 	stats     Stats
+	latency   func(time.Duration)
 }
 
-// Stats are the hub's running counters.
+// Stats are the hub's running counters, read by /metrics.
 type Stats struct {
-	Received  atomic.Int64
-	Delivered atomic.Int64
-	Dropped   atomic.Int64
+	Received        atomic.Int64 // events dispatched by the listener
+	Delivered       atomic.Int64 // event frames queued to sockets
+	DroppedSlow     atomic.Int64 // frames not queued: socket too slow (1013)
+	DroppedResuming atomic.Int64 // live events not held: resuming socket too far behind
+	SocketsOpened   atomic.Int64
+	SlowDisconnects atomic.Int64
 }
 
 // NewHub makes a hub. start is the position of the last event that
@@ -145,6 +149,11 @@ func NewHub(opts Options, auth Authorizer, store EventStore, logger *slog.Logger
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() *Stats { return &h.stats }
+
+// ObserveLatency sets where the hub reports, once per event, the time from
+// the event's commit to its fan-out into the socket queues. Call before
+// the listener starts.
+func (h *Hub) ObserveLatency(fn func(time.Duration)) { h.latency = fn }
 
 // SetPosition tells the hub where the event stream starts, before any
 // Dispatch. The listener calls it once it knows the log's end.
@@ -180,12 +189,17 @@ func (h *Hub) Dispatch(events []*Event) {
 		if ev.Channel == BroadcastChannel {
 			frame := ev.broadcastFrame()
 			for _, c := range clients {
-				c.send(frame)
+				if c.send(frame) {
+					h.stats.Delivered.Add(1)
+				}
 			}
-			continue
+		} else {
+			for _, s := range subs {
+				s.offer(ev)
+			}
 		}
-		for _, s := range subs {
-			s.offer(ev)
+		if h.latency != nil {
+			h.latency(time.Since(ev.Time))
 		}
 	}
 }

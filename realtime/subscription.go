@@ -51,14 +51,16 @@ func (s *subscription) offer(ev *Event) {
 	}
 	if s.pending {
 		if len(s.buffer) >= s.client.hub.opts.MaxPendingEvents {
-			s.client.hub.stats.Dropped.Add(1)
+			s.client.hub.stats.DroppedResuming.Add(1)
 			s.client.closeWith(CloseTryAgainLater, "too far behind while resuming")
 			return
 		}
 		s.buffer = append(s.buffer, ev)
 		return
 	}
-	s.client.send(ev.Encoded())
+	if s.client.send(ev.Encoded()) {
+		s.client.hub.stats.Delivered.Add(1)
+	}
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.
@@ -69,6 +71,7 @@ func (s *subscription) activate() {
 		if !s.client.send(ev.Encoded()) {
 			break
 		}
+		s.client.hub.stats.Delivered.Add(1)
 	}
 	s.buffer = nil
 	s.pending = false
