@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -32,6 +31,8 @@ type Config struct {
 	ShutdownWait   time.Duration // 10s
 	HashCost       int           // bcrypt cost; 0: session's default
 	Hub            realtime.Options
+	TrustedProxies Proxies // peers trusted for X-Forwarded-For/-Proto; empty: none
+	Limits         Limits
 }
 
 // Run runs the server on ln until ctx ends, then shuts down: stop
@@ -49,7 +50,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 			return err
 		}
 	}
-	sessions, err := session.NewStore(pool, session.Options{Secret: cfg.SessionSecret, HashCost: cfg.HashCost})
+	sessions, err := session.NewStore(pool, session.Options{Secret: cfg.SessionSecret, HashCost: cfg.HashCost, Secure: cfg.TrustedProxies.Secure})
 	if err != nil {
 		return err
 	}
@@ -78,11 +79,13 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		ControlChannel: triggers.ControlChannel,
 		Logger:         logger,
 		Control: func(payload string) {
-			if id, ok := strings.CutPrefix(payload, session.LogoutPayloadPrefix); ok {
-				hub.CloseSession(id)
-				return
-			}
-			if payload == triggers.ReloadPayload {
+			msg, err := realtime.ParseControl(payload)
+			switch {
+			case err != nil:
+				logger.Warn("ignored control notification", "err", err)
+			case msg.SessionID != "":
+				hub.CloseSession(msg.SessionID)
+			case msg.Reload:
 				select {
 				case reload <- struct{}{}:
 				default:
@@ -107,6 +110,8 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		Started:        time.Now(),
 		Static:         web.Handler(),
 		Metrics:        newMetrics(hub, listener),
+		Proxies:        cfg.TrustedProxies,
+		Limits:         cfg.Limits,
 	}
 	srv := &http.Server{
 		Handler:           api.Handler(),

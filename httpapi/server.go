@@ -43,13 +43,46 @@ type Server struct {
 	Static http.Handler
 	// Metrics serves /metrics. Optional.
 	Metrics http.Handler
+	// Proxies are the peers trusted for X-Forwarded-For/-Proto.
+	Proxies Proxies
+	// Limits bound logins and sockets per client. Zero values: defaults.
+	Limits Limits
 
-	upgrader websocket.Upgrader
+	upgrader     websocket.Upgrader
+	loginByAddr  *keyedLimiter
+	loginByEmail *keyedLimiter
+	conns        *connCounter
+}
+
+// Limits protect the server from brute force and from one client hogging
+// it. Zero values mean the defaults noted.
+type Limits struct {
+	// LoginFailuresPerAddress failed logins from one address before 429;
+	// one more is allowed every 3 s. Default 20.
+	LoginFailuresPerAddress int
+	// LoginFailuresPerAccount failed logins for one account before 429;
+	// one more is allowed every minute. Default 5.
+	LoginFailuresPerAccount int
+	// SocketsPerAddress caps open sockets from one address (HTTP 429
+	// beyond). Default 200.
+	SocketsPerAddress int
 }
 
 // Handler returns the routes. Unknown paths get 404 and wrong methods 405,
 // both as JSON.
 func (s *Server) Handler() http.Handler {
+	if s.Limits.LoginFailuresPerAddress <= 0 {
+		s.Limits.LoginFailuresPerAddress = 20
+	}
+	if s.Limits.LoginFailuresPerAccount <= 0 {
+		s.Limits.LoginFailuresPerAccount = 5
+	}
+	if s.Limits.SocketsPerAddress <= 0 {
+		s.Limits.SocketsPerAddress = 200
+	}
+	s.loginByAddr = newKeyedLimiter(3*time.Second, s.Limits.LoginFailuresPerAddress)
+	s.loginByEmail = newKeyedLimiter(time.Minute, s.Limits.LoginFailuresPerAccount)
+	s.conns = &connCounter{max: s.Limits.SocketsPerAddress}
 	s.upgrader = websocket.Upgrader{
 		ReadBufferSize:  4096,
 		WriteBufferSize: 4096,
@@ -164,8 +197,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"email" and "password" are required`)
 		return
 	}
+	// Only failures spend tokens: a user who logs in correctly is never
+	// locked out by the limit, a guesser is after a few tries.
+	addr, account := s.Proxies.ClientIP(r), strings.ToLower(strings.TrimSpace(body.Email))
+	if !s.loginByAddr.allowed(addr) || !s.loginByEmail.allowed(account) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "too many failed logins, try again later")
+		return
+	}
 	u, err := s.Sessions.Authenticate(r.Context(), body.Email, body.Password)
 	if errors.Is(err, session.ErrBadCredentials) {
+		s.loginByAddr.take(addr)
+		s.loginByEmail.take(account)
 		writeError(w, http.StatusUnauthorized, "invalid email or password")
 		return
 	}
@@ -367,6 +410,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, "origin not allowed")
 		return
 	}
+	addr := s.Proxies.ClientIP(r)
+	if !s.conns.acquire(addr) {
+		writeError(w, http.StatusTooManyRequests, "too many sockets from this address")
+		return
+	}
+	defer s.conns.release(addr)
 	p, authErr := s.principal(r)
 	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {

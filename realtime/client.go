@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
 )
 
 var errClientClosing = errors.New("client is closing")
@@ -149,6 +150,7 @@ func (c *Client) readPump(ctx context.Context) {
 	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
 	extend()
 	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
 	for {
 		kind, frame, err := c.conn.ReadMessage()
 		if err != nil {
@@ -166,6 +168,10 @@ func (c *Client) readPump(ctx context.Context) {
 			return
 		}
 		extend()
+		if !flood.Allow() {
+			c.closeWith(ClosePolicyViolation, "too many messages")
+			return
+		}
 		if kind != websocket.TextMessage {
 			c.send(errorFrame("malformed message: want a text frame with a JSON object"))
 			continue

@@ -68,6 +68,8 @@ type Options struct {
 	MaxPendingEvents int           // 10000: live events held while a subscription replays
 	MaxSubscriptions int           // 100 per socket
 	ReplayTimeout    time.Duration // 30s: one subscribe's replay
+	MessageRate      float64       // 20: client frames per second, sustained
+	MessageBurst     int           // 60: client frames allowed in a burst; past the rate, 1008
 }
 
 func (o Options) withDefaults() Options {
@@ -91,6 +93,10 @@ func (o Options) withDefaults() Options {
 	defInt(&o.QueueMessages, 4096)
 	defInt(&o.MaxPendingEvents, 10000)
 	defInt(&o.MaxSubscriptions, 100)
+	defInt(&o.MessageBurst, 60)
+	if o.MessageRate <= 0 {
+		o.MessageRate = 20
+	}
 	return o
 }
 

@@ -266,3 +266,50 @@ func FuzzFilterMatch(f *testing.F) {
 		}
 	})
 }
+
+func TestParseControl(t *testing.T) {
+	t.Parallel()
+	id := strings.Repeat("ab", 32)
+	tests := []struct {
+		payload string
+		want    Control
+		bad     bool
+	}{
+		{"reload", Control{Reload: true}, false},
+		{"logout:" + id, Control{SessionID: id}, false},
+		{"logout:", Control{}, true},
+		{"logout:XYZ", Control{}, true},
+		{"logout:" + strings.Repeat("a", 129), Control{}, true},
+		{"", Control{}, true},
+		{"RELOAD", Control{}, true},
+	}
+	for _, tt := range tests {
+		got, err := ParseControl(tt.payload)
+		if (err != nil) != tt.bad || got != tt.want {
+			t.Errorf("ParseControl(%q) = %+v, %v; want %+v, error %t", tt.payload, got, err, tt.want, tt.bad)
+		}
+	}
+}
+
+// FuzzParseControl: the notification decoder never panics, and what it
+// accepts re-encodes to the same payload.
+func FuzzParseControl(f *testing.F) {
+	for _, seed := range []string{"reload", "logout:" + strings.Repeat("0f", 32), "logout:", "logout:zz", "x"} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, payload string) {
+		msg, err := ParseControl(payload)
+		if err != nil {
+			return
+		}
+		var again string
+		if msg.Reload {
+			again = "reload"
+		} else {
+			again = "logout:" + msg.SessionID
+		}
+		if again != payload {
+			t.Fatalf("ParseControl(%q) = %+v, which encodes as %q", payload, msg, again)
+		}
+	})
+}

@@ -43,6 +43,13 @@ func configFromEnv(getenv env) (httpapi.Config, error) {
 		}
 		cfg.Retention = d
 	}
+	if v := getenv("TRUSTED_PROXIES"); v != "" {
+		proxies, err := httpapi.ParseProxies(v)
+		if err != nil {
+			return cfg, fmt.Errorf("invalid TRUSTED_PROXIES %q: want comma-separated addresses or CIDRs", v)
+		}
+		cfg.TrustedProxies = proxies
+	}
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
