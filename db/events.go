@@ -35,10 +35,11 @@ type EventRow struct {
 	Event     string
 	Data      []byte
 	CreatedAt time.Time
+	Origin    string // the socket that sent a room or notification event, if any
 }
 
 const selectEvents = `
-	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at
+	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
 	FROM pgpush.commits c JOIN pgpush.events e ON e.xid = c.xid`
 
 // EventsAfter returns up to limit committed events after position
@@ -71,7 +72,7 @@ func collectEvents(rows pgx.Rows) ([]EventRow, error) {
 	for rows.Next() {
 		var r EventRow
 		var data string
-		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt); err != nil {
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt, &r.Origin); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		r.Data = []byte(data)

@@ -64,6 +64,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 	if cfg.Retention <= 0 {
 		cfg.Retention = 24 * time.Hour
 	}
+	if cfg.Hub.Retention <= 0 {
+		cfg.Hub.Retention = cfg.Retention
+	}
 	hub := realtime.NewHub(cfg.Hub, policy, realtime.PoolStore{DB: pool}, logger)
 
 	connConfig, err := db.ParseConfig(cfg.DatabaseURL, db.ListenerApplicationName)
@@ -143,6 +146,14 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 	})
 	g.Go(func() error { return prune(gctx, pool, cfg.Retention, logger) })
 	g.Go(func() error {
+		hub.RunStatsPush(gctx, time.Second)
+		return nil
+	})
+	g.Go(func() error {
+		markDelivered(gctx, pool, hub.DeliveredNotifications(), logger)
+		return nil
+	})
+	g.Go(func() error {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serve http: %w", err)
 		}
@@ -173,6 +184,9 @@ func prune(ctx context.Context, pool db.Querier, retention time.Duration, logger
 	ticker := time.NewTicker(time.Minute)
 	defer ticker.Stop()
 	for {
+		if err := db.PruneNotifications(ctx, pool, retention); err != nil && ctx.Err() == nil {
+			logger.Error("prune notifications", "err", err)
+		}
 		n, err := db.PruneEvents(ctx, pool, retention, 5000)
 		if err != nil && ctx.Err() == nil {
 			logger.Error("prune events", "err", err)
@@ -183,6 +197,32 @@ func prune(ctx context.Context, pool db.Querier, retention time.Duration, logger
 		case <-ctx.Done():
 			return nil
 		case <-ticker.C:
+		}
+	}
+}
+
+// markDelivered records, in batches, which notifications reached a member,
+// so they are no longer pending for the next socket that joins.
+func markDelivered(ctx context.Context, pool db.Querier, ids <-chan int64, logger *slog.Logger) {
+	for {
+		var batch []int64
+		select {
+		case <-ctx.Done():
+			return
+		case id := <-ids:
+			batch = append(batch, id)
+		}
+	drain:
+		for len(batch) < 500 {
+			select {
+			case id := <-ids:
+				batch = append(batch, id)
+			default:
+				break drain
+			}
+		}
+		if err := db.MarkNotificationsDelivered(ctx, pool, batch); err != nil && ctx.Err() == nil {
+			logger.Error("mark notifications delivered", "err", err)
 		}
 	}
 }

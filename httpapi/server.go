@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/realtime"
 	"github.com/pgpush/pgpush/session"
 )
@@ -114,6 +115,7 @@ func (s *Server) Handler() http.Handler {
 	route("/api/v1/channels", map[string]http.HandlerFunc{http.MethodGet: s.channels})
 	route("/api/v1/channels/{channel}/events", map[string]http.HandlerFunc{http.MethodPost: s.publish})
 	route("/api/v1/stats", map[string]http.HandlerFunc{http.MethodGet: s.stats})
+	route("/rooms", map[string]http.HandlerFunc{http.MethodGet: s.rooms})
 	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
@@ -353,6 +355,16 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 		"uptime":           time.Since(s.Started).Seconds(),
 		"timestamp":        time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
 	})
+}
+
+// rooms lists chat rooms that hold messages (the chat-ws API).
+func (s *Server) rooms(w http.ResponseWriter, r *http.Request) {
+	rooms, err := db.Rooms(r.Context(), s.Pool)
+	if err != nil {
+		s.internalError(w, "rooms", err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string][]string{"rooms": rooms})
 }
 
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {

@@ -6,25 +6,38 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
-	"time"
+	"sync/atomic"
 
 	"github.com/gorilla/websocket"
-	"golang.org/x/time/rate"
 )
 
-var errClientClosing = errors.New("client is closing")
+var (
+	errClientClosing        = errors.New("client is closing")
+	errTooManySubscriptions = errors.New("too many subscriptions on this socket")
+)
 
-// Client is one WebSocket. Only its write pump calls conn's write methods
-// (besides WriteControl, which gorilla allows concurrently); only its read
-// pump reads. Everything else talks to it through send and closeWith.
+// Client is one socket, /ws or Socket.IO. Its transport (ws.go,
+// socketio.go) owns the connection: one goroutine writes what the queue
+// holds, one reads and calls handle. Everything else talks to it through
+// send and closeWith.
 type Client struct {
 	id        uint64
 	hub       *Hub
-	conn      *websocket.Conn
 	principal *Principal
 	queue     *sendQueue
 	log       *slog.Logger
+	// socketIO selects the Socket.IO wire form for every frame.
+	socketIO bool
+	// conn is the /ws connection; nil for Socket.IO clients.
+	conn *websocket.Conn
+	// statsListener: the client used the notification features, so it
+	// gets server-stats pushes.
+	statsListener atomic.Bool
+	// notifyEveryone caches whether the principal may receive
+	// notifications sent to everyone; refreshed when grants change.
+	notifyEveryone atomic.Bool
 
 	closeOnce   sync.Once
 	closing     chan struct{}
@@ -35,46 +48,47 @@ type Client struct {
 	subs map[string]*subscription
 }
 
-// ServeConn runs a socket until it closes: it registers the client, sends
-// the connected frame, runs the write pump in a goroutine and the read pump
-// here, and cleans up before returning.
-func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal) {
+// newClient makes a client for the hub; the transport registers it.
+func (h *Hub) newClient(p *Principal, socketIO bool) *Client {
 	c := &Client{
 		id:        h.nextID.Add(1),
 		hub:       h,
-		conn:      conn,
 		principal: p,
+		socketIO:  socketIO,
 		queue:     newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages),
 		closing:   make(chan struct{}),
 		subs:      make(map[string]*subscription),
 	}
 	c.log = h.log.With("conn_id", c.id, "user_id", p.UserID)
-	if !h.register(c) {
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(h.opts.WriteWait))
-		_ = conn.Close()
-		return
-	}
-	defer h.unregister(c)
-	h.stats.SocketsOpened.Add(1)
-	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
-
-	c.send(connectedFrame(p))
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writePump()
-	}()
-	c.readPump(ctx)
-	c.closeWith(CloseNormal, "")
-	<-writerDone
-	c.dropSubscriptions()
-	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
+	return c
 }
 
-// send queues a frame without blocking. A full queue means the peer is too
-// slow: it is closed with 1013 and the caller moves on.
+// refreshAccess re-reads the cached per-client rights.
+func (c *Client) refreshAccess(ctx context.Context) {
+	_, err := c.hub.auth.Access(ctx, c.principal, NotifyEveryoneChannel)
+	c.notifyEveryone.Store(err == nil)
+}
+
+// mayReceive reports a cached right; only NotifyEveryoneChannel is cached.
+func (c *Client) mayReceive(channel string) bool {
+	return channel == NotifyEveryoneChannel && c.notifyEveryone.Load()
+}
+
+// origin names this socket across instances.
+func (c *Client) origin() string { return c.hub.instance + ":" + strconv.FormatUint(c.id, 10) }
+
+// send queues a control frame (in /ws form; converted for Socket.IO)
+// without blocking.
 func (c *Client) send(frame []byte) bool {
+	if c.socketIO {
+		frame = toSocketIO(frame)
+	}
+	return c.sendWire(frame)
+}
+
+// sendWire queues a frame already in this client's wire form. A full queue
+// means the peer is too slow: it is closed with 1013 and the caller moves on.
+func (c *Client) sendWire(frame []byte) bool {
 	select {
 	case <-c.closing:
 		return false
@@ -103,88 +117,6 @@ func (c *Client) closeWith(code int, reason string) bool {
 	return first
 }
 
-func (c *Client) writePump() {
-	ticker := time.NewTicker(c.hub.opts.pingPeriod())
-	defer ticker.Stop()
-	defer c.conn.Close()
-	var batch [][]byte
-	for {
-		select {
-		case <-c.queue.ready:
-			batch = c.queue.drain(batch[:0])
-			for _, frame := range batch {
-				// A close requested meanwhile wins over queued frames: a
-				// slow client must not get its backlog first.
-				select {
-				case <-c.closing:
-					c.writeClose()
-					return
-				default:
-				}
-				_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-				if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-					c.closeWith(CloseGoingAway, "write failed")
-					return
-				}
-			}
-			clear(batch)
-		case <-ticker.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
-				c.closeWith(CloseGoingAway, "ping failed")
-				return
-			}
-		case <-c.closing:
-			c.writeClose()
-			return
-		}
-	}
-}
-
-func (c *Client) writeClose() {
-	_ = c.conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(c.closeCode, c.closeReason), time.Now().Add(c.hub.opts.WriteWait))
-}
-
-func (c *Client) readPump(ctx context.Context) {
-	c.conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
-	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
-	extend()
-	c.conn.SetPongHandler(func(string) error { extend(); return nil })
-	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
-	for {
-		kind, frame, err := c.conn.ReadMessage()
-		if err != nil {
-			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
-				c.closeWith(CloseMessageTooBig, "frame too large")
-			default:
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					c.closeWith(ce.Code, "closed by client")
-				} else {
-					c.closeWith(CloseGoingAway, "read failed")
-				}
-			}
-			return
-		}
-		extend()
-		if !flood.Allow() {
-			c.closeWith(ClosePolicyViolation, "too many messages")
-			return
-		}
-		if kind != websocket.TextMessage {
-			c.send(errorFrame("malformed message: want a text frame with a JSON object"))
-			continue
-		}
-		c.handle(ctx, frame)
-		select {
-		case <-c.closing:
-			return
-		default:
-		}
-	}
-}
-
 // handle acts on one client frame. Bad input is answered with an error
 // frame; the socket stays open.
 func (c *Client) handle(ctx context.Context, frame []byte) {
@@ -193,6 +125,11 @@ func (c *Client) handle(ctx context.Context, frame []byte) {
 		c.send(errorFrame(err.Error()))
 		return
 	}
+	c.dispatch(ctx, msg)
+}
+
+// dispatch acts on one decoded client message, whatever its transport.
+func (c *Client) dispatch(ctx context.Context, msg clientMessage) {
 	switch msg.Type {
 	case "ping":
 		c.send(pongFrame)
@@ -202,6 +139,22 @@ func (c *Client) handle(ctx context.Context, frame []byte) {
 		c.unsubscribe(msg)
 	case "publish":
 		c.publish(ctx, msg)
+	case roomJoin:
+		c.joinRoom(ctx, msg)
+	case roomLeave:
+		c.leaveRoom(ctx, msg)
+	case roomSend:
+		c.sendMessage(ctx, msg)
+	case notifyJoin:
+		c.joinChannel(ctx, msg)
+	case notifyLeave:
+		c.leaveChannel(msg)
+	case notifySend:
+		c.sendNotification(ctx, msg)
+	case notifyChannels:
+		c.getChannels()
+	case notifyStats:
+		c.getStats()
 	default:
 		c.send(errorFrame(fmt.Sprintf("unknown message type %q", truncate(msg.Type, 64))))
 	}
@@ -247,7 +200,7 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 	c.subs[msg.Channel] = s
 	c.mu.Unlock()
 	upTo := c.hub.addSubscription(s)
-	c.send(channelFrame("subscribed", msg.Channel))
+	c.send(subscribedFrame(msg.Channel, upTo))
 	if resume {
 		c.replay(ctx, s, since, upTo)
 	}
@@ -293,6 +246,8 @@ func accessMessage(err error, channel string) string {
 		return fmt.Sprintf("unknown channel %q", channel)
 	case errors.Is(err, ErrForbidden):
 		return fmt.Sprintf("not allowed on channel %q", channel)
+	case errors.Is(err, errTooManySubscriptions):
+		return err.Error()
 	default:
 		return "cannot check access right now, try again"
 	}

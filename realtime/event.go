@@ -37,11 +37,31 @@ type Event struct {
 	Name    string          // e.g. "order:updated"
 	Data    json.RawMessage // a JSON object
 	Time    time.Time
+	// Origin is the socket a room or notification event came from
+	// ("<instance>:<conn>"), empty for row changes.
+	Origin string
 
-	encodeOnce sync.Once
-	encoded    []byte
+	// Each wire form is built once, on first use, and shared by every
+	// socket that needs it.
+	envelope    frameCache // §3 event object
+	sioEnvelope frameCache // the same as a Socket.IO EVENT packet
+	sioRaw      frameCache // Data (a room or notification frame) as a Socket.IO packet
+	broadcast   frameCache // {"type":TYPE,"data":{row}}
+	sioBcast    frameCache
+
 	fieldsOnce sync.Once
 	fields     map[string]json.RawMessage
+}
+
+// frameCache holds one lazily built encoding.
+type frameCache struct {
+	once sync.Once
+	b    []byte
+}
+
+func (f *frameCache) get(build func() []byte) []byte {
+	f.once.Do(func() { f.b = build() })
+	return f.b
 }
 
 // wireEvent is the exact shape of SPEC §3.
@@ -55,7 +75,7 @@ type wireEvent struct {
 
 // Encoded returns the event's JSON frame, built on first use.
 func (e *Event) Encoded() []byte {
-	e.encodeOnce.Do(func() {
+	return e.envelope.get(func() []byte {
 		data := e.Data
 		if len(data) == 0 {
 			data = json.RawMessage("{}")
@@ -73,9 +93,22 @@ func (e *Event) Encoded() []byte {
 			b, _ = json.Marshal(wireEvent{ID: strconv.FormatInt(e.Pos.ID, 10), Channel: e.Channel,
 				Event: e.Name, Data: json.RawMessage("{}"), Timestamp: e.Time.UTC().Format(timestampLayout)})
 		}
-		e.encoded = b
+		return b
 	})
-	return e.encoded
+}
+
+// frame returns the event as the given socket kind and render mode needs it.
+func (e *Event) frame(socketIO bool, raw bool) []byte {
+	switch {
+	case raw && socketIO:
+		return e.sioRaw.get(func() []byte { return toSocketIO(e.Data) })
+	case raw:
+		return e.Data
+	case socketIO:
+		return e.sioEnvelope.get(func() []byte { return socketIOPacket(e.Name, e.Encoded()) })
+	default:
+		return e.Encoded()
+	}
 }
 
 // Field returns the raw JSON of data's top-level field name. The object is
@@ -180,16 +213,54 @@ func matchesAttr(field json.RawMessage, attr string) bool {
 
 // broadcastFrame is the Ocha-style announcement {"type":TYPE,"data":{row}}
 // that --broadcast sends to every socket.
-func (e *Event) broadcastFrame() []byte {
-	e.encodeOnce.Do(func() {
+func (e *Event) broadcastFrame(socketIO bool) []byte {
+	ws := e.broadcast.get(func() []byte {
 		data := e.Data
 		if len(data) == 0 {
 			data = json.RawMessage("{}")
 		}
-		e.encoded, _ = json.Marshal(struct {
+		b, _ := json.Marshal(struct {
 			Type string          `json:"type"`
 			Data json.RawMessage `json:"data"`
 		}{e.Name, data})
+		return b
 	})
-	return e.encoded
+	if !socketIO {
+		return ws
+	}
+	return e.sioBcast.get(func() []byte { return toSocketIO(ws) })
+}
+
+// socketIOPacket encodes a Socket.IO EVENT packet: 42["name",payload].
+func socketIOPacket(name string, payload []byte) []byte {
+	quoted, _ := json.Marshal(name)
+	out := make([]byte, 0, len(payload)+len(quoted)+5)
+	out = append(out, "42["...)
+	out = append(out, quoted...)
+	out = append(out, ',')
+	out = append(out, payload...)
+	return append(out, ']')
+}
+
+// toSocketIO turns a /ws frame into the Socket.IO event a socket.io client
+// expects: {"type":T,"data":D} becomes emit(T, D); any other {"type":T,...}
+// becomes emit(T, {...rest}); a change event becomes emit(event, frame).
+func toSocketIO(frame []byte) []byte {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(frame, &m) != nil {
+		return socketIOPacket("message", frame)
+	}
+	var name string
+	if raw, ok := m["type"]; ok && json.Unmarshal(raw, &name) == nil {
+		delete(m, "type")
+		if data, ok := m["data"]; ok && len(m) == 1 {
+			return socketIOPacket(name, data)
+		}
+		rest, _ := json.Marshal(m)
+		return socketIOPacket(name, rest)
+	}
+	if raw, ok := m["event"]; ok && json.Unmarshal(raw, &name) == nil {
+		return socketIOPacket(name, frame)
+	}
+	return socketIOPacket("message", frame)
 }

@@ -1,6 +1,8 @@
 package realtime
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +19,9 @@ type Principal struct {
 	Role      string
 	Attrs     map[string]string
 	SessionID string // empty for anonymous sockets
+	// Name is the display name an anonymous client gave (Socket.IO auth
+	// username); logged-in users are named by Email.
+	Name string
 }
 
 // Anonymous reports whether the socket has no session.
@@ -53,6 +58,14 @@ type EventStore interface {
 	Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error
 	// Publish records a custom event.
 	Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error)
+	// Announce records an event whose data is the frame members receive.
+	Announce(ctx context.Context, channel, event string, frame json.RawMessage, origin string) error
+	// SendRoomMessage stores a chat message and emits it to the room.
+	SendRoomMessage(ctx context.Context, room, sender, message, origin string) error
+	// SendNotification stores a notification frame and emits it.
+	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
+	// ClaimPending takes the channel's notifications no socket received.
+	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]json.RawMessage, error)
 }
 
 // ErrResyncRequired means a resume point is older than the retention.
@@ -70,6 +83,7 @@ type Options struct {
 	ReplayTimeout    time.Duration // 30s: one subscribe's replay
 	MessageRate      float64       // 20: client frames per second, sustained
 	MessageBurst     int           // 60: client frames allowed in a burst; past the rate, 1008
+	Retention        time.Duration // 24h: how long undelivered notifications wait for a member
 }
 
 func (o Options) withDefaults() Options {
@@ -86,6 +100,7 @@ func (o Options) withDefaults() Options {
 	def(&o.WriteWait, 10*time.Second)
 	def(&o.PongWait, 60*time.Second)
 	def(&o.ReplayTimeout, 30*time.Second)
+	def(&o.Retention, 24*time.Hour)
 	if o.MaxFrameBytes <= 0 {
 		o.MaxFrameBytes = 64 << 10
 	}
@@ -107,11 +122,16 @@ func (o Options) pingPeriod() time.Duration { return o.PongWait * 9 / 10 }
 // Dispatch runs on the listener's goroutine and pushes onto each socket's
 // non-blocking queue, so one slow socket never delays another.
 type Hub struct {
-	opts   Options
-	log    *slog.Logger
-	auth   Authorizer
-	store  EventStore
-	nextID atomic.Uint64
+	opts     Options
+	log      *slog.Logger
+	auth     Authorizer
+	store    EventStore
+	nextID   atomic.Uint64
+	instance string // random, names this process in event origins
+	started  time.Time
+	// delivered carries ids of notification events this instance put in
+	// front of at least one member, to be marked no longer pending.
+	delivered chan int64
 
 	mu       sync.RWMutex
 	channels map[string]map[*subscription]struct{}
@@ -142,12 +162,15 @@ type Stats struct {
 // existed before this instance began listening.
 func NewHub(opts Options, auth Authorizer, store EventStore, logger *slog.Logger) *Hub {
 	h := &Hub{
-		opts:     opts.withDefaults(),
-		log:      logger,
-		auth:     auth,
-		store:    store,
-		channels: make(map[string]map[*subscription]struct{}),
-		clients:  make(map[*Client]struct{}),
+		opts:      opts.withDefaults(),
+		log:       logger,
+		auth:      auth,
+		store:     store,
+		instance:  randomHex(6),
+		started:   time.Now(),
+		delivered: make(chan int64, 1024),
+		channels:  make(map[string]map[*subscription]struct{}),
+		clients:   make(map[*Client]struct{}),
 	}
 	h.position.Store(&Position{})
 	return h
@@ -179,7 +202,8 @@ func (h *Hub) Dispatch(events []*Event) {
 		subs = subs[:0]
 		clients = clients[:0]
 		h.mu.RLock()
-		if ev.Channel == BroadcastChannel {
+		everyone := ev.Channel == BroadcastChannel || ev.Channel == NotifyEveryoneChannel
+		if everyone {
 			for c := range h.clients {
 				clients = append(clients, c)
 			}
@@ -192,16 +216,33 @@ func (h *Hub) Dispatch(events []*Event) {
 		h.position.Store(&pos)
 		h.mu.RUnlock()
 
-		if ev.Channel == BroadcastChannel {
-			frame := ev.broadcastFrame()
+		delivered := 0
+		switch ev.Channel {
+		case BroadcastChannel:
 			for _, c := range clients {
-				if c.send(frame) {
-					h.stats.Delivered.Add(1)
+				if c.sendWire(ev.broadcastFrame(c.socketIO)) {
+					delivered++
 				}
 			}
-		} else {
+		case NotifyEveryoneChannel:
+			for _, c := range clients {
+				if c.mayReceive(NotifyEveryoneChannel) && c.sendWire(ev.frame(c.socketIO, true)) {
+					delivered++
+				}
+			}
+		default:
 			for _, s := range subs {
-				s.offer(ev)
+				if s.offer(ev) {
+					delivered++
+				}
+			}
+		}
+		h.stats.Delivered.Add(int64(delivered))
+		if delivered > 0 && ev.Name == NotificationEvent {
+			select {
+			case h.delivered <- ev.Pos.ID:
+			default:
+				h.log.Warn("notification delivery marks backed up", "event_id", ev.Pos.ID)
 			}
 		}
 		if h.latency != nil {
@@ -209,6 +250,13 @@ func (h *Hub) Dispatch(events []*Event) {
 		}
 	}
 }
+
+// DeliveredNotifications yields ids of notification events this instance
+// delivered; the server marks them no longer pending.
+func (h *Hub) DeliveredNotifications() <-chan int64 { return h.delivered }
+
+// Instance is this process's random name in event origins.
+func (h *Hub) Instance() string { return h.instance }
 
 // ChannelCounts returns the number of live subscriptions per channel.
 func (h *Hub) ChannelCounts() map[string]int {
@@ -251,13 +299,20 @@ func (h *Hub) CloseSession(sessionID string) int {
 // and ends the ones that are no longer allowed, telling the client why.
 func (h *Hub) Reauthorize(ctx context.Context) {
 	var subs []*subscription
+	var clients []*Client
 	h.mu.RLock()
+	for c := range h.clients {
+		clients = append(clients, c)
+	}
 	for _, set := range h.channels {
 		for s := range set {
 			subs = append(subs, s)
 		}
 	}
 	h.mu.RUnlock()
+	for _, c := range clients {
+		c.refreshAccess(ctx)
+	}
 	for _, s := range subs {
 		access, err := h.auth.Access(ctx, s.client.principal, s.channel)
 		if err != nil {
@@ -339,5 +394,59 @@ func (h *Hub) Shutdown(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) // never fails (crypto/rand, Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
+// ServerStats is the server-stats payload.
+func (h *Hub) ServerStats() map[string]any {
+	return map[string]any{
+		"connectedClients": h.ClientCount(),
+		"activeChannels":   len(h.ChannelCounts()),
+		"uptime":           time.Since(h.started).Seconds(),
+		"timestamp":        time.Now().UTC().Format(timestampLayout),
+	}
+}
+
+// RunStatsPush sends server-stats to every socket that uses the
+// notification features whenever the number of clients or channels
+// changed, at most once per period, until ctx ends.
+func (h *Hub) RunStatsPush(ctx context.Context, period time.Duration) {
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	lastClients, lastChannels := -1, -1
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		h.mu.RLock()
+		clients, channels := len(h.clients), len(h.channels)
+		var listeners []*Client
+		if clients != lastClients || channels != lastChannels {
+			for c := range h.clients {
+				if c.statsListener.Load() {
+					listeners = append(listeners, c)
+				}
+			}
+		}
+		h.mu.RUnlock()
+		if clients == lastClients && channels == lastChannels {
+			continue
+		}
+		lastClients, lastChannels = clients, channels
+		if len(listeners) == 0 {
+			continue
+		}
+		frame := dataFrame("server-stats", h.ServerStats())
+		for _, c := range listeners {
+			c.send(frame)
+		}
 	}
 }

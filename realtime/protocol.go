@@ -27,6 +27,10 @@ type clientMessage struct {
 	Filter  map[string]json.RawMessage `json:"filter"`
 	Event   string                     `json:"event"`
 	Data    json.RawMessage            `json:"data"`
+	// chat rooms (the chat-ws protocol)
+	RoomID  string `json:"room_id"`
+	From    string `json:"from"`
+	Message string `json:"message"`
 }
 
 // maxChannelBytes bounds channel names so they are safe to log and store.
@@ -98,6 +102,23 @@ func channelFrame(typ, channel string) []byte {
 		Type    string `json:"type"`
 		Channel string `json:"channel"`
 	}{typ, channel})
+	return b
+}
+
+// subscribedFrame confirms a subscription. position is the id of the last
+// event dispatched before it went live: a client that has received nothing
+// on the channel yet can resume from there after a drop.
+func subscribedFrame(channel string, upTo Position) []byte {
+	var position *string
+	if upTo.ID > 0 {
+		p := strconv.FormatInt(upTo.ID, 10)
+		position = &p
+	}
+	b, _ := json.Marshal(struct {
+		Type     string  `json:"type"`
+		Channel  string  `json:"channel"`
+		Position *string `json:"position,omitempty"`
+	}{"subscribed", channel, position})
 	return b
 }
 

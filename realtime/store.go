@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/pgpush/pgpush/db"
 )
@@ -55,4 +56,25 @@ func (s PoolStore) Replay(ctx context.Context, channel string, from, to Position
 // Publish implements EventStore.
 func (s PoolStore) Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error) {
 	return db.Publish(ctx, s.DB, channel, event, data)
+}
+
+// Announce implements EventStore.
+func (s PoolStore) Announce(ctx context.Context, channel, event string, frame json.RawMessage, origin string) error {
+	return db.Announce(ctx, s.DB, channel, event, frame, origin)
+}
+
+// SendRoomMessage implements EventStore.
+func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, origin string) error {
+	_, err := db.SendRoomMessage(ctx, s.DB, room, sender, message, origin)
+	return err
+}
+
+// SendNotification implements EventStore.
+func (s PoolStore) SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error) {
+	return db.SendNotification(ctx, s.DB, channel, frame, origin)
+}
+
+// ClaimPending implements EventStore.
+func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]json.RawMessage, error) {
+	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, 1000)
 }

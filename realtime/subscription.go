@@ -10,6 +10,13 @@ import (
 // BroadcastChannel carries --broadcast events to every open socket.
 const BroadcastChannel = triggers.BroadcastChannel
 
+// NotifyEveryoneChannel carries notifications sent with no channel: every
+// socket allowed on it receives them, joined or not.
+const NotifyEveryoneChannel = "notify:*"
+
+// NotificationEvent names notification events in the log.
+const NotificationEvent = "notification-received"
+
 // subscription is one socket's interest in one channel. While it replays
 // (pending), live events are buffered so that they follow the replay in
 // order, with no gap and no duplicate.
@@ -17,6 +24,11 @@ type subscription struct {
 	client  *Client
 	channel string
 	filter  map[string]json.RawMessage
+	// raw subscriptions (chat rooms, notification channels) send each
+	// event's data as the frame itself, and skip events this socket sent
+	// when skipOwn is set (join/leave announcements).
+	raw     bool
+	skipOwn bool
 
 	mu      sync.Mutex
 	access  Access
@@ -42,25 +54,27 @@ func (s *subscription) visible(ev *Event, access Access) bool {
 	return true
 }
 
-// offer delivers ev if the subscriber may see it. Called by Dispatch.
-func (s *subscription) offer(ev *Event) {
+// offer delivers ev if the subscriber may see it, and reports whether it
+// was queued (or held for after the replay). Called by Dispatch.
+func (s *subscription) offer(ev *Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.ended || !s.visible(ev, s.access) {
-		return
+		return false
+	}
+	if s.skipOwn && ev.Origin == s.client.origin() && (ev.Name == roomJoin || ev.Name == roomLeave) {
+		return false // announcements go to the room's other members
 	}
 	if s.pending {
 		if len(s.buffer) >= s.client.hub.opts.MaxPendingEvents {
 			s.client.hub.stats.DroppedResuming.Add(1)
 			s.client.closeWith(CloseTryAgainLater, "too far behind while resuming")
-			return
+			return false
 		}
 		s.buffer = append(s.buffer, ev)
-		return
+		return true
 	}
-	if s.client.send(ev.Encoded()) {
-		s.client.hub.stats.Delivered.Add(1)
-	}
+	return s.client.sendWire(ev.frame(s.client.socketIO, s.raw))
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.
@@ -68,10 +82,9 @@ func (s *subscription) activate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range s.buffer {
-		if !s.client.send(ev.Encoded()) {
+		if !s.client.sendWire(ev.frame(s.client.socketIO, s.raw)) {
 			break
 		}
-		s.client.hub.stats.Delivered.Add(1)
 	}
 	s.buffer = nil
 	s.pending = false

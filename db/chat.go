@@ -1,0 +1,114 @@
+package db
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Announce records a room or notification-channel event whose data is the
+// frame members receive; origin names the sending socket.
+func Announce(ctx context.Context, q Querier, channel, event string, frame json.RawMessage, origin string) error {
+	if _, err := q.Exec(ctx, `SELECT pgpush.emit($1, $2, $3::jsonb, $4)`, channel, event, string(frame), origin); err != nil {
+		return fmt.Errorf("announce on %q: %w", channel, err)
+	}
+	return nil
+}
+
+// SendRoomMessage stores a chat message and, in the same statement (so the
+// same transaction), emits the receive-message frame to the room's channel.
+func SendRoomMessage(ctx context.Context, q Querier, room, sender, message, origin string) (time.Time, error) {
+	var sentAt time.Time
+	err := q.QueryRow(ctx, `
+		WITH m AS (
+			INSERT INTO pgpush.room_messages (room_id, sender, message) VALUES ($1, $2, $3)
+			RETURNING room_id, sender, message, sent_at
+		)
+		SELECT sent_at FROM m, LATERAL (SELECT pgpush.emit('room:' || m.room_id, 'receive-message',
+			jsonb_build_object('type', 'receive-message', 'room_id', m.room_id, 'from', m.sender,
+				'message', m.message, 'sent_at', extract(epoch FROM m.sent_at)::float8), $4)) e`,
+		room, sender, message, origin).Scan(&sentAt)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("send message to room %q: %w", room, err)
+	}
+	return sentAt, nil
+}
+
+// Rooms lists the rooms that hold messages.
+func Rooms(ctx context.Context, q Querier) ([]string, error) {
+	rows, err := q.Query(ctx, `SELECT DISTINCT room_id FROM pgpush.room_messages ORDER BY room_id`)
+	if err != nil {
+		return nil, fmt.Errorf("list rooms: %w", err)
+	}
+	defer rows.Close()
+	rooms := []string{}
+	for rows.Next() {
+		var r string
+		if err := rows.Scan(&r); err != nil {
+			return nil, fmt.Errorf("list rooms: %w", err)
+		}
+		rooms = append(rooms, r)
+	}
+	return rooms, rows.Err()
+}
+
+// SendNotification records a notification frame for channel and emits it,
+// in one statement; it stays pending until some socket receives it.
+func SendNotification(ctx context.Context, q Querier, channel string, frame json.RawMessage, origin string) (int64, error) {
+	var id int64
+	err := q.QueryRow(ctx, `
+		WITH e AS (SELECT pgpush.emit($1, 'notification-received', $2::jsonb, $3) AS id)
+		INSERT INTO pgpush.notifications (event_id, channel, frame)
+		SELECT id, $1, $2::jsonb FROM e RETURNING event_id`, channel, string(frame), origin).Scan(&id)
+	if err != nil {
+		return 0, fmt.Errorf("send notification on %q: %w", channel, err)
+	}
+	return id, nil
+}
+
+// ClaimPendingNotifications marks the channel's undelivered notifications
+// younger than retention as delivered and returns their frames in order.
+// The claim is atomic, so two sockets joining at once never both get one.
+func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, retention time.Duration, limit int) ([]json.RawMessage, error) {
+	rows, err := q.Query(ctx, `
+		WITH claimed AS (
+			UPDATE pgpush.notifications SET delivered_at = now()
+			WHERE event_id IN (
+				SELECT event_id FROM pgpush.notifications
+				WHERE channel = $1 AND delivered_at IS NULL AND sent_at > now() - $2::interval
+				ORDER BY event_id LIMIT $3 FOR UPDATE SKIP LOCKED)
+			RETURNING event_id, frame
+		)
+		SELECT frame::text FROM claimed ORDER BY event_id`, channel, retention, limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
+	}
+	defer rows.Close()
+	var frames []json.RawMessage
+	for rows.Next() {
+		var f string
+		if err := rows.Scan(&f); err != nil {
+			return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
+		}
+		frames = append(frames, json.RawMessage(f))
+	}
+	return frames, rows.Err()
+}
+
+// MarkNotificationsDelivered records that the notification events ids
+// reached at least one member.
+func MarkNotificationsDelivered(ctx context.Context, q Querier, ids []int64) error {
+	if _, err := q.Exec(ctx, `UPDATE pgpush.notifications SET delivered_at = now() WHERE event_id = ANY($1) AND delivered_at IS NULL`, ids); err != nil {
+		return fmt.Errorf("mark notifications delivered: %w", err)
+	}
+	return nil
+}
+
+// PruneNotifications drops notifications and room messages past retention.
+func PruneNotifications(ctx context.Context, q Querier, retention time.Duration) error {
+	if _, err := q.Exec(ctx, `DELETE FROM pgpush.notifications WHERE sent_at < now() - $1::interval`, retention); err != nil {
+		return fmt.Errorf("prune notifications: %w", err)
+	}
+	return nil
+}

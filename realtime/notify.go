@@ -1,0 +1,219 @@
+package realtime
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The ChapFood notification protocol: on /ws every message is
+// {"type":"<event>","data":<payload>}; on Socket.IO, emit(event, payload).
+const (
+	notifyJoin      = "join-channel"
+	notifyLeave     = "leave-channel"
+	notifySend      = "send-notification"
+	notifyChannels  = "get-channels"
+	notifyStats     = "get-stats"
+	notifyPrefix    = "notify:"
+	maxTitleBytes   = 200
+	maxMessageBytes = 4000
+)
+
+var notifyChannelPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
+
+var notificationTypes = []string{"info", "success", "warning", "error"}
+
+// dataFrame encodes {"type":typ,"data":data}.
+func dataFrame(typ string, data any) []byte {
+	b, _ := json.Marshal(struct {
+		Type string `json:"type"`
+		Data any    `json:"data"`
+	}{typ, data})
+	return b
+}
+
+// notificationChannel reads join-channel/leave-channel's payload: a
+// channel name, or {"channel": name}.
+func notificationChannel(data json.RawMessage) (string, bool) {
+	var name string
+	if json.Unmarshal(data, &name) != nil {
+		var obj struct {
+			Channel string `json:"channel"`
+		}
+		if json.Unmarshal(data, &obj) != nil {
+			return "", false
+		}
+		name = obj.Channel
+	}
+	return name, notifyChannelPattern.MatchString(name)
+}
+
+func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
+	c.statsListener.Store(true)
+	name, ok := notificationChannel(msg.Data)
+	if !ok {
+		c.send(dataFrame("error-message", map[string]any{"errors": []string{"channel: required, letters, digits, _ . - (at most 100)"}}))
+		return
+	}
+	channel := notifyPrefix + name
+	s, err := c.joinRaw(ctx, channel, false)
+	if err != nil {
+		c.send(dataFrame("error-message", map[string]any{"errors": []string{accessMessage(err, channel)}}))
+		return
+	}
+	// Hold live notifications until the pending ones are out, so the
+	// member sees them in order.
+	pending, err := c.hub.store.ClaimPending(ctx, channel, c.hub.opts.Retention)
+	if err != nil {
+		c.log.Error("claim pending notifications", "channel", channel, "err", err)
+	}
+	c.send(dataFrame("channel-joined", map[string]any{
+		"channel":      name,
+		"clientCount":  c.hub.ChannelCounts()[channel],
+		"pendingCount": len(pending),
+	}))
+	for _, frame := range pending {
+		c.send(frame)
+	}
+	s.activate()
+}
+
+func (c *Client) leaveChannel(msg clientMessage) {
+	c.statsListener.Store(true)
+	name, ok := notificationChannel(msg.Data)
+	if !ok {
+		c.send(dataFrame("error-message", map[string]any{"errors": []string{"channel: required"}}))
+		return
+	}
+	c.leave(notifyPrefix + name)
+	c.send(dataFrame("channel-left", map[string]any{"channel": name}))
+}
+
+// notificationInput is send-notification's payload.
+type notificationInput struct {
+	Channel *string         `json:"channel"`
+	Type    *string         `json:"type"`
+	Title   *string         `json:"title"`
+	Message *string         `json:"message"`
+	Data    json.RawMessage `json:"data"`
+}
+
+// validateNotification lists every problem, so a form can show them all.
+func validateNotification(raw json.RawMessage) (notificationInput, []string) {
+	var in notificationInput
+	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &in) != nil {
+		return in, []string{"notification must be a JSON object"}
+	}
+	var errs []string
+	if in.Channel != nil && *in.Channel != "" && !notifyChannelPattern.MatchString(*in.Channel) {
+		errs = append(errs, "channel: letters, digits, _ . - (at most 100)")
+	}
+	if in.Type == nil || !slices.Contains(notificationTypes, *in.Type) {
+		errs = append(errs, "type: must be one of info, success, warning, error")
+	}
+	switch {
+	case in.Title == nil || strings.TrimSpace(*in.Title) == "":
+		errs = append(errs, "title: required")
+	case len(*in.Title) > maxTitleBytes:
+		errs = append(errs, fmt.Sprintf("title: at most %d bytes", maxTitleBytes))
+	}
+	switch {
+	case in.Message == nil || strings.TrimSpace(*in.Message) == "":
+		errs = append(errs, "message: required")
+	case len(*in.Message) > maxMessageBytes:
+		errs = append(errs, fmt.Sprintf("message: at most %d bytes", maxMessageBytes))
+	}
+	if len(in.Data) > 0 && string(in.Data) != "null" && in.Data[0] != '{' {
+		errs = append(errs, "data: must be an object")
+	}
+	return in, errs
+}
+
+// Notification is what members receive in notification-received.
+type Notification struct {
+	ID        string          `json:"id"`
+	Type      string          `json:"type"`
+	Title     string          `json:"title"`
+	Message   string          `json:"message"`
+	Data      json.RawMessage `json:"data"`
+	Sender    string          `json:"sender"`
+	Channel   *string         `json:"channel"`
+	Timestamp string          `json:"timestamp"`
+}
+
+func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
+	c.statsListener.Store(true)
+	in, errs := validateNotification(msg.Data)
+	if len(errs) > 0 {
+		c.send(dataFrame("error-message", map[string]any{"errors": errs}))
+		return
+	}
+	channel := NotifyEveryoneChannel
+	var named *string
+	if in.Channel != nil && *in.Channel != "" {
+		named = in.Channel
+		channel = notifyPrefix + *in.Channel
+	}
+	access, err := c.hub.auth.Access(ctx, c.principal, channel)
+	if err == nil && !access.Publish {
+		err = ErrForbidden
+	}
+	if err != nil {
+		c.send(dataFrame("error-message", map[string]any{"errors": []string{accessMessage(err, channel)}}))
+		return
+	}
+	data := in.Data
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	n := Notification{
+		ID:        newUUID(),
+		Type:      *in.Type,
+		Title:     *in.Title,
+		Message:   *in.Message,
+		Data:      data,
+		Sender:    c.senderName(""),
+		Channel:   named,
+		Timestamp: time.Now().UTC().Format(timestampLayout),
+	}
+	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(NotificationEvent, n), c.origin()); err != nil {
+		c.log.Error("send notification", "channel", channel, "err", err)
+		c.send(dataFrame("error-message", map[string]any{"errors": []string{"cannot send the notification right now, try again"}}))
+		return
+	}
+	c.send(dataFrame("notification-sent", n))
+}
+
+func (c *Client) getChannels() {
+	c.statsListener.Store(true)
+	type channelInfo struct {
+		Name        string `json:"name"`
+		ClientCount int    `json:"clientCount"`
+	}
+	list := []channelInfo{}
+	for ch, n := range c.hub.ChannelCounts() {
+		if name, ok := strings.CutPrefix(ch, notifyPrefix); ok {
+			list = append(list, channelInfo{name, n})
+		}
+	}
+	slices.SortFunc(list, func(a, b channelInfo) int { return strings.Compare(a.Name, b.Name) })
+	c.send(dataFrame("channels-list", list))
+}
+
+func (c *Client) getStats() {
+	c.statsListener.Store(true)
+	c.send(dataFrame("server-stats", c.hub.ServerStats()))
+}
+
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails (crypto/rand, Go 1.24+)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}

@@ -1,0 +1,141 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"regexp"
+)
+
+// Chat-ws message types.
+const (
+	roomJoin    = "join-room"
+	roomLeave   = "leave-room"
+	roomSend    = "send-message"
+	roomReceive = "receive-message"
+)
+
+// roomIDPattern keeps room ids safe as channel names.
+var roomIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
+
+// maxChatMessageBytes bounds one chat message.
+const maxChatMessageBytes = 16 << 10
+
+// senderName is who a message is from: the user's email when logged in,
+// else the name the anonymous client gave.
+func (c *Client) senderName(given string) string {
+	if !c.principal.Anonymous() {
+		return c.principal.Email
+	}
+	if given != "" {
+		return truncate(given, 100)
+	}
+	if c.principal.Name != "" {
+		return c.principal.Name
+	}
+	return "anonymous"
+}
+
+// joinRaw subscribes to a room or notification channel whose events carry
+// their frame as data.
+func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*subscription, error) {
+	c.mu.Lock()
+	s, ok := c.subs[channel]
+	count := len(c.subs)
+	c.mu.Unlock()
+	if ok {
+		return s, nil
+	}
+	if count >= c.hub.opts.MaxSubscriptions {
+		return nil, errTooManySubscriptions
+	}
+	access, err := c.hub.auth.Access(ctx, c.principal, channel)
+	if err != nil {
+		return nil, err
+	}
+	s = &subscription{client: c, channel: channel, access: access, raw: true, skipOwn: skipOwn}
+	c.mu.Lock()
+	c.subs[channel] = s
+	c.mu.Unlock()
+	c.hub.addSubscription(s)
+	return s, nil
+}
+
+// leave ends the subscription to channel, reporting whether there was one.
+func (c *Client) leave(channel string) bool {
+	c.mu.Lock()
+	s, ok := c.subs[channel]
+	delete(c.subs, channel)
+	c.mu.Unlock()
+	if ok {
+		c.hub.removeSubscription(s)
+		s.end()
+	}
+	return ok
+}
+
+type roomFrame struct {
+	Type   string `json:"type"`
+	RoomID string `json:"room_id"`
+	From   string `json:"from"`
+}
+
+func (c *Client) joinRoom(ctx context.Context, msg clientMessage) {
+	if !roomIDPattern.MatchString(msg.RoomID) {
+		c.send(errorFrame(`"room_id" is required: letters, digits, _ . - (at most 100)`))
+		return
+	}
+	channel := "room:" + msg.RoomID
+	s, err := c.joinRaw(ctx, channel, true)
+	if err != nil {
+		c.send(channelErrorFrame(channel, accessMessage(err, channel)))
+		return
+	}
+	s.activate()
+	frame, _ := json.Marshal(roomFrame{roomJoin, msg.RoomID, c.senderName(msg.From)})
+	if err := c.hub.store.Announce(ctx, channel, roomJoin, frame, c.origin()); err != nil {
+		c.log.Error("announce join", "channel", channel, "err", err)
+		c.send(errorFrame("cannot join the room right now, try again"))
+	}
+}
+
+func (c *Client) leaveRoom(ctx context.Context, msg clientMessage) {
+	if !roomIDPattern.MatchString(msg.RoomID) {
+		c.send(errorFrame(`"room_id" is required`))
+		return
+	}
+	channel := "room:" + msg.RoomID
+	if !c.leave(channel) {
+		c.send(errorFrame("not in room " + msg.RoomID))
+		return
+	}
+	frame, _ := json.Marshal(roomFrame{roomLeave, msg.RoomID, c.senderName(msg.From)})
+	if err := c.hub.store.Announce(ctx, channel, roomLeave, frame, c.origin()); err != nil {
+		c.log.Error("announce leave", "channel", channel, "err", err)
+	}
+}
+
+func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
+	switch {
+	case !roomIDPattern.MatchString(msg.RoomID):
+		c.send(errorFrame(`"room_id" is required`))
+		return
+	case msg.Message == "":
+		c.send(errorFrame(`"message" is required`))
+		return
+	case len(msg.Message) > maxChatMessageBytes:
+		c.send(errorFrame(`"message" is too long`))
+		return
+	}
+	channel := "room:" + msg.RoomID
+	c.mu.Lock()
+	_, joined := c.subs[channel]
+	c.mu.Unlock()
+	if !joined {
+		c.send(errorFrame("join the room before sending to it"))
+		return
+	}
+	if err := c.hub.store.SendRoomMessage(ctx, msg.RoomID, c.senderName(msg.From), msg.Message, c.origin()); err != nil {
+		c.log.Error("send room message", "channel", channel, "err", err)
+		c.send(errorFrame("cannot send the message right now, try again"))
+	}
+}

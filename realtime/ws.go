@@ -1,0 +1,122 @@
+package realtime
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+)
+
+// ServeConn runs a socket until it closes: it registers the client, sends
+// the connected frame, runs the write pump in a goroutine and the read pump
+// here, and cleans up before returning.
+func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal) {
+	c := h.newClient(p, false)
+	c.conn = conn
+	if !h.register(c) {
+		_ = conn.WriteControl(websocket.CloseMessage,
+			websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(h.opts.WriteWait))
+		_ = conn.Close()
+		return
+	}
+	defer h.unregister(c)
+	h.stats.SocketsOpened.Add(1)
+	c.refreshAccess(ctx)
+	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
+
+	c.send(connectedFrame(p))
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		c.writePump()
+	}()
+	c.readPump(ctx)
+	c.closeWith(CloseNormal, "")
+	<-writerDone
+	c.dropSubscriptions()
+	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
+}
+
+func (c *Client) writePump() {
+	ticker := time.NewTicker(c.hub.opts.pingPeriod())
+	defer ticker.Stop()
+	defer c.conn.Close()
+	var batch [][]byte
+	for {
+		select {
+		case <-c.queue.ready:
+			batch = c.queue.drain(batch[:0])
+			for _, frame := range batch {
+				// A close requested meanwhile wins over queued frames: a
+				// slow client must not get its backlog first.
+				select {
+				case <-c.closing:
+					c.writeClose()
+					return
+				default:
+				}
+				_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+				if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+					c.closeWith(CloseGoingAway, "write failed")
+					return
+				}
+			}
+			clear(batch)
+		case <-ticker.C:
+			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
+				c.closeWith(CloseGoingAway, "ping failed")
+				return
+			}
+		case <-c.closing:
+			c.writeClose()
+			return
+		}
+	}
+}
+
+func (c *Client) writeClose() {
+	_ = c.conn.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(c.closeCode, c.closeReason), time.Now().Add(c.hub.opts.WriteWait))
+}
+
+func (c *Client) readPump(ctx context.Context) {
+	c.conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
+	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
+	extend()
+	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
+	for {
+		kind, frame, err := c.conn.ReadMessage()
+		if err != nil {
+			switch {
+			case errors.Is(err, websocket.ErrReadLimit):
+				c.closeWith(CloseMessageTooBig, "frame too large")
+			default:
+				var ce *websocket.CloseError
+				if errors.As(err, &ce) {
+					c.closeWith(ce.Code, "closed by client")
+				} else {
+					c.closeWith(CloseGoingAway, "read failed")
+				}
+			}
+			return
+		}
+		extend()
+		if !flood.Allow() {
+			c.closeWith(ClosePolicyViolation, "too many messages")
+			return
+		}
+		if kind != websocket.TextMessage {
+			c.send(errorFrame("malformed message: want a text frame with a JSON object"))
+			continue
+		}
+		c.handle(ctx, frame)
+		select {
+		case <-c.closing:
+			return
+		default:
+		}
+	}
+}
