@@ -1,9 +1,9 @@
 package realtime
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
