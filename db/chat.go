@@ -67,10 +67,16 @@ func SendNotification(ctx context.Context, q Querier, channel string, frame json
 	return id, nil
 }
 
+// PendingNotification is a notification no socket has received yet.
+type PendingNotification struct {
+	EventID int64
+	Frame   json.RawMessage
+}
+
 // ClaimPendingNotifications marks the channel's undelivered notifications
 // younger than retention as delivered and returns their frames in order.
 // The claim is atomic, so two sockets joining at once never both get one.
-func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, retention time.Duration, limit int) ([]json.RawMessage, error) {
+func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, retention time.Duration, limit int) ([]PendingNotification, error) {
 	rows, err := q.Query(ctx, `
 		WITH claimed AS (
 			UPDATE pgpush.notifications SET delivered_at = now()
@@ -80,20 +86,22 @@ func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, r
 				ORDER BY event_id LIMIT $3 FOR UPDATE SKIP LOCKED)
 			RETURNING event_id, frame
 		)
-		SELECT frame::text FROM claimed ORDER BY event_id`, channel, retention, limit)
+		SELECT event_id, frame::text FROM claimed ORDER BY event_id`, channel, retention, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
 	}
 	defer rows.Close()
-	var frames []json.RawMessage
+	var out []PendingNotification
 	for rows.Next() {
+		var p PendingNotification
 		var f string
-		if err := rows.Scan(&f); err != nil {
+		if err := rows.Scan(&p.EventID, &f); err != nil {
 			return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
 		}
-		frames = append(frames, json.RawMessage(f))
+		p.Frame = json.RawMessage(f)
+		out = append(out, p)
 	}
-	return frames, rows.Err()
+	return out, rows.Err()
 }
 
 // MarkNotificationsDelivered records that the notification events ids

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/pgpush/pgpush/db"
 )
 
 // Principal is who a socket acts for: a logged-in user, or anonymous.
@@ -65,7 +67,7 @@ type EventStore interface {
 	// SendNotification stores a notification frame and emits it.
 	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
 	// ClaimPending takes the channel's notifications no socket received.
-	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]json.RawMessage, error)
+	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error)
 }
 
 // ErrResyncRequired means a resume point is older than the retention.

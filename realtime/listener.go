@@ -218,6 +218,7 @@ func EventFromRow(r db.EventRow) *Event {
 		Name:    r.Event,
 		Data:    r.Data,
 		Time:    r.CreatedAt,
+		Origin:  r.Origin,
 	}
 }
 

@@ -37,6 +37,15 @@ func dataFrame(typ string, data any) []byte {
 	return b
 }
 
+// errorMessageFrame is ChapFood's validation answer, listing every problem.
+func errorMessageFrame(errs []string) []byte {
+	b, _ := json.Marshal(struct {
+		Type   string   `json:"type"`
+		Errors []string `json:"errors"`
+	}{"error-message", errs})
+	return b
+}
+
 // notificationChannel reads join-channel/leave-channel's payload: a
 // channel name, or {"channel": name}.
 func notificationChannel(data json.RawMessage) (string, bool) {
@@ -57,13 +66,13 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	name, ok := notificationChannel(msg.Data)
 	if !ok {
-		c.send(dataFrame("error-message", map[string]any{"errors": []string{"channel: required, letters, digits, _ . - (at most 100)"}}))
+		c.send(errorMessageFrame([]string{"channel: required, letters, digits, _ . - (at most 100)"}))
 		return
 	}
 	channel := notifyPrefix + name
 	s, err := c.joinRaw(ctx, channel, false)
 	if err != nil {
-		c.send(dataFrame("error-message", map[string]any{"errors": []string{accessMessage(err, channel)}}))
+		c.send(errorMessageFrame([]string{accessMessage(err, channel)}))
 		return
 	}
 	// Hold live notifications until the pending ones are out, so the
@@ -77,8 +86,16 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		"clientCount":  c.hub.ChannelCounts()[channel],
 		"pendingCount": len(pending),
 	}))
-	for _, frame := range pending {
-		c.send(frame)
+	// A claimed notification may also reach this member live (the
+	// listener may not have dispatched it yet): skip it there.
+	s.mu.Lock()
+	s.skipIDs = make(map[int64]struct{}, len(pending))
+	for _, p := range pending {
+		s.skipIDs[p.EventID] = struct{}{}
+	}
+	s.mu.Unlock()
+	for _, p := range pending {
+		c.send(p.Frame)
 	}
 	s.activate()
 }
@@ -87,7 +104,7 @@ func (c *Client) leaveChannel(msg clientMessage) {
 	c.statsListener.Store(true)
 	name, ok := notificationChannel(msg.Data)
 	if !ok {
-		c.send(dataFrame("error-message", map[string]any{"errors": []string{"channel: required"}}))
+		c.send(errorMessageFrame([]string{"channel: required"}))
 		return
 	}
 	c.leave(notifyPrefix + name)
@@ -150,7 +167,7 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	in, errs := validateNotification(msg.Data)
 	if len(errs) > 0 {
-		c.send(dataFrame("error-message", map[string]any{"errors": errs}))
+		c.send(errorMessageFrame(errs))
 		return
 	}
 	channel := NotifyEveryoneChannel
@@ -164,7 +181,7 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		err = ErrForbidden
 	}
 	if err != nil {
-		c.send(dataFrame("error-message", map[string]any{"errors": []string{accessMessage(err, channel)}}))
+		c.send(errorMessageFrame([]string{accessMessage(err, channel)}))
 		return
 	}
 	data := in.Data
@@ -183,7 +200,7 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	}
 	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(NotificationEvent, n), c.origin()); err != nil {
 		c.log.Error("send notification", "channel", channel, "err", err)
-		c.send(dataFrame("error-message", map[string]any{"errors": []string{"cannot send the notification right now, try again"}}))
+		c.send(errorMessageFrame([]string{"cannot send the notification right now, try again"}))
 		return
 	}
 	c.send(dataFrame("notification-sent", n))

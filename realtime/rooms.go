@@ -52,7 +52,7 @@ func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*su
 	if err != nil {
 		return nil, err
 	}
-	s = &subscription{client: c, channel: channel, access: access, raw: true, skipOwn: skipOwn}
+	s = &subscription{client: c, channel: channel, access: access, raw: true, skipOwn: skipOwn, pending: true}
 	c.mu.Lock()
 	c.subs[channel] = s
 	c.mu.Unlock()

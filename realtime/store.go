@@ -75,6 +75,6 @@ func (s PoolStore) SendNotification(ctx context.Context, channel string, frame j
 }
 
 // ClaimPending implements EventStore.
-func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]json.RawMessage, error) {
+func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error) {
 	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, 1000)
 }

@@ -29,6 +29,9 @@ type subscription struct {
 	// when skipOwn is set (join/leave announcements).
 	raw     bool
 	skipOwn bool
+	// skipIDs are events this socket already got another way (claimed
+	// pending notifications); set before the subscription goes live.
+	skipIDs map[int64]struct{}
 
 	mu      sync.Mutex
 	access  Access
@@ -62,6 +65,9 @@ func (s *subscription) offer(ev *Event) bool {
 	if s.ended || !s.visible(ev, s.access) {
 		return false
 	}
+	if _, skip := s.skipIDs[ev.Pos.ID]; skip {
+		return false
+	}
 	if s.skipOwn && ev.Origin == s.client.origin() && (ev.Name == roomJoin || ev.Name == roomLeave) {
 		return false // announcements go to the room's other members
 	}
@@ -72,7 +78,7 @@ func (s *subscription) offer(ev *Event) bool {
 			return false
 		}
 		s.buffer = append(s.buffer, ev)
-		return true
+		return false // counted as delivered when activate sends it
 	}
 	return s.client.sendWire(ev.frame(s.client.socketIO, s.raw))
 }
@@ -82,9 +88,13 @@ func (s *subscription) activate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range s.buffer {
+		if _, skip := s.skipIDs[ev.Pos.ID]; skip {
+			continue
+		}
 		if !s.client.sendWire(ev.frame(s.client.socketIO, s.raw)) {
 			break
 		}
+		s.client.hub.stats.Delivered.Add(1)
 	}
 	s.buffer = nil
 	s.pending = false

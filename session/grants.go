@@ -159,7 +159,7 @@ func (p *Policy) AnonymousAllowed() bool {
 
 // Access implements realtime.Authorizer.
 func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel string) (realtime.Access, error) {
-	if !triggers.ValidChannel(channel) {
+	if !triggers.ValidChannel(channel) && channel != realtime.NotifyEveryoneChannel {
 		return realtime.Access{}, realtime.ErrUnknownChannel
 	}
 	p.mu.RLock()

@@ -24,23 +24,28 @@ func newSendQueue() *sendQueue {
 	return &sendQueue{ready: make(chan struct{}, 1), emptied: make(chan struct{}, 1)}
 }
 
-// push appends p unless limit > 0 and the capped bytes would exceed it.
-// Control packets (ping, DISCONNECT, close) are pushed with limit 0: they
-// are few and tiny, and must get through a full queue. p must not be
+// push appends p unless the capped bytes would exceed limit. p must not be
 // modified afterwards: EmitRaw shares one packet among many queues.
 func (q *sendQueue) push(p []byte, limit int) bool {
 	q.mu.Lock()
-	if limit > 0 {
-		if q.size+len(p)+packetOverheadBytes > limit {
-			q.mu.Unlock()
-			return false
-		}
-		q.size += len(p) + packetOverheadBytes
+	if q.size+len(p)+packetOverheadBytes > limit {
+		q.mu.Unlock()
+		return false
 	}
+	q.size += len(p) + packetOverheadBytes
 	q.packets = append(q.packets, p)
 	q.mu.Unlock()
 	ring(q.ready)
 	return true
+}
+
+// pushControl appends control packets (ping, DISCONNECT, close) at once,
+// uncapped: they are few and tiny, and must get through a full queue.
+func (q *sendQueue) pushControl(packets ...[]byte) {
+	q.mu.Lock()
+	q.packets = append(q.packets, packets...)
+	q.mu.Unlock()
+	ring(q.ready)
 }
 
 // take removes and returns every queued packet.

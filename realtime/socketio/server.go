@@ -158,7 +158,7 @@ func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport s
 		return
 	}
 	// The open packet is the first frame; the write pump sends it.
-	s.queue.push(open, 0)
+	s.queue.pushControl(open)
 	s.serveWebsocket(conn)
 }
 
@@ -175,6 +175,7 @@ func (srv *Server) newSession(r *http.Request, transport string) (*session, erro
 		connected: make(chan struct{}, 1),
 		closing:   make(chan struct{}),
 		dead:      make(chan struct{}),
+		left:      make(chan struct{}),
 		probing:   make(chan struct{}),
 		transport: transport,
 	}

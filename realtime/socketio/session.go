@@ -54,7 +54,9 @@ type session struct {
 	connected chan struct{} // doorbell: the client sent CONNECT
 	closing   chan struct{} // closed, under mu, when the session starts closing
 	dead      chan struct{} // closed by run when the transports must stop
+	left      chan struct{} // closed when the client sent close or DISCONNECT
 	closeOnce sync.Once
+	leftOnce  sync.Once
 
 	// inMu serializes the handling of incoming packets (POST bodies and
 	// WebSocket frames) so that events keep their order.
@@ -75,9 +77,14 @@ type session struct {
 func (s *session) close(reason string, disconnect bool) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
+		var last [][]byte
 		if disconnect && s.socket != nil {
-			s.queue.push(encodeMessage(packetDisconnect, -1, nil), 0)
+			last = append(last, encodeMessage(packetDisconnect, -1, nil))
 		}
+		if s.transport == transportPolling {
+			last = append(last, []byte{engineClose})
+		}
+		s.queue.pushControl(last...) // at once: one GET gets them all
 		close(s.closing)
 		s.mu.Unlock()
 		s.log.Debug("session closing", "reason", reason)
@@ -101,7 +108,7 @@ func (s *session) run() {
 				s.close("ping timeout", false)
 				continue
 			}
-			s.queue.push([]byte{enginePing}, 0)
+			s.queue.pushControl([]byte{enginePing})
 			awaitingPong = true
 			heartbeat.Reset(timeout)
 		case <-s.pong:
@@ -131,7 +138,6 @@ func (s *session) teardown() {
 		sock.closeEvents()
 	}
 	if polling {
-		s.queue.push([]byte{engineClose}, 0)
 		s.awaitFlush()
 	}
 	close(s.dead)
@@ -139,7 +145,7 @@ func (s *session) teardown() {
 }
 
 // awaitFlush waits until a polling GET took the queued packets, for
-// closeFlushWait at most, or until Shutdown gives up.
+// closeFlushWait at most, or until the client left or Shutdown gives up.
 func (s *session) awaitFlush() {
 	timer := time.NewTimer(closeFlushWait)
 	defer timer.Stop()
@@ -147,12 +153,20 @@ func (s *session) awaitFlush() {
 	for s.queue.len() > 0 {
 		select {
 		case <-s.queue.emptied:
+		case <-s.left:
+			return
 		case <-timer.C:
 			return
 		case <-force:
 			return
 		}
 	}
+}
+
+// clientLeft records that the client closed the session: nothing queued
+// will be fetched any more.
+func (s *session) clientLeft() {
+	s.leftOnce.Do(func() { close(s.left) })
 }
 
 // send queues an encoded message from the application, within
@@ -164,6 +178,9 @@ func (s *session) send(p []byte) error {
 	default:
 	}
 	if !s.queue.push(p, MaxQueueBytes) {
+		// The client is too slow for the backlog to matter: drop it, so
+		// that DISCONNECT goes out next.
+		s.queue.take()
 		s.close("send queue full", true)
 		return ErrQueueFull
 	}
@@ -438,6 +455,7 @@ func (s *session) receive(raw []byte) error {
 	case engineMessage:
 		return s.receiveMessage(p.Data)
 	case engineClose:
+		s.clientLeft()
 		s.close("client closed", false)
 		return errClientClosed
 	case engineNoop:
@@ -464,7 +482,7 @@ func (s *session) receiveMessage(data []byte) error {
 				Type: packetConnectError, Namespace: p.Namespace, ID: -1,
 				Data: []byte(`{"message":"Invalid namespace"}`),
 			})
-			s.queue.push(refusal, 0)
+			s.queue.pushControl(refusal)
 		}
 		return nil
 	}
@@ -475,6 +493,7 @@ func (s *session) receiveMessage(data []byte) error {
 	case packetConnect:
 		return s.connect(p)
 	case packetDisconnect:
+		s.clientLeft()
 		s.close("client disconnect", false)
 		return errClientClosed
 	case packetEvent:
@@ -517,7 +536,7 @@ func (s *session) connect(p packet) error {
 	s.mu.Unlock()
 	ring(s.connected)
 
-	s.queue.push(encodeMessage(packetConnect, -1, []byte(`{"sid":"`+sock.id+`"}`)), 0)
+	s.queue.pushControl(encodeMessage(packetConnect, -1, []byte(`{"sid":"`+sock.id+`"}`)))
 	onConnect := s.srv.OnConnect
 	if onConnect == nil {
 		onConnect = func(s *Socket) {
