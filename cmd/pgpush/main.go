@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -54,17 +56,18 @@ type cmdIO struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {"run the server (applies pending migrations first)", runServe},
-		"demo":    {"zero set-up demo: throwaway PostgreSQL, shop schema, admin user", runDemo},
-		"migrate": {"apply, undo or show pgpush's own schema: migrate [up|down|status]", runMigrate},
-		"watch":   {"install the change trigger on a table", runWatch},
-		"unwatch": {"remove the change trigger from a table", runUnwatch},
-		"watched": {"list watched tables", runWatched},
-		"user":    {"manage accounts: user add|disable|list", runUser},
-		"grant":   {"let a role subscribe to (or publish on) a channel", runGrant},
-		"revoke":  {"take a grant back", runRevoke},
-		"grants":  {"list grants", runGrants},
-		"version": {"print the version", runVersion},
+		"serve":       {"run the server (applies pending migrations first)", runServe},
+		"demo":        {"zero set-up demo: throwaway PostgreSQL, shop schema, admin user", runDemo},
+		"migrate":     {"apply, undo or show pgpush's own schema: migrate [up|down|status]", runMigrate},
+		"watch":       {"install the change trigger on a table", runWatch},
+		"unwatch":     {"remove the change trigger from a table", runUnwatch},
+		"watched":     {"list watched tables", runWatched},
+		"user":        {"manage accounts: user add|disable|list", runUser},
+		"grant":       {"let a role subscribe to (or publish on) a channel", runGrant},
+		"revoke":      {"take a grant back", runRevoke},
+		"grants":      {"list grants", runGrants},
+		"version":     {"print the version", runVersion},
+		"healthcheck": {"exit 0 when the local server is ready (for container healthchecks)", runHealthcheck},
 	}
 }
 
@@ -96,7 +99,7 @@ func usage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-11s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nEvery command takes --database-url (default: $DATABASE_URL).")
 	fmt.Fprintln(w, "\nExample:\n  pgpush watch orders && pgpush serve")
@@ -197,4 +200,31 @@ func newLogger(w io.Writer, getenv env) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+func runHealthcheck(ctx context.Context, args []string, cio cmdIO) error {
+	fs := newFlagSet("healthcheck", "pgpush healthcheck [--url URL]", "pgpush healthcheck --url http://127.0.0.1:3000/readyz", cio)
+	port := cio.getenv("PORT")
+	if port == "" {
+		port = "3000"
+	}
+	url := fs.String("url", "http://127.0.0.1:"+port+"/readyz", "readiness URL to check")
+	if _, err := parse(fs, args, 0, 0); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: %s answered %d", *url, resp.StatusCode)
+	}
+	return nil
 }

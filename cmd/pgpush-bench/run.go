@@ -1,0 +1,525 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/jackc/pgx/v5"
+)
+
+// What a run measures.
+const (
+	kindNone      = "none"      // writers only, no trigger
+	kindRelay     = "relay"     // pg_notify(row_to_json(NEW)) with one LISTEN drain
+	kindPgpush    = "pgpush"    // pgpush's trigger and servers
+	kindEventserv = "eventserv" // the relay trigger and pg_eventserv
+)
+
+// runSpec is one run's configuration.
+type runSpec struct {
+	Scenario    string  `json:"scenario"`
+	Kind        string  `json:"kind"`
+	Instances   int     `json:"instances"`
+	Writers     int     `json:"writers"`
+	Subscribers int     `json:"subscribers"`
+	Rate        float64 `json:"target_rows_per_s"` // 0: max
+	Mode        string  `json:"mode"`
+	Payload     int     `json:"payload_bytes"`
+	Duration    float64 `json:"duration_s"`
+	Idle        bool    `json:"idle,omitempty"` // no writers: memory per idle socket
+}
+
+// result is everything a run measured.
+type result struct {
+	runSpec
+	RowsCommitted   int64   `json:"rows_committed"`
+	CommittedPerSec float64 `json:"rows_committed_per_s"`
+
+	Expected          int64     `json:"deliveries_expected"`
+	Delivered         int64     `json:"deliveries"`
+	DeliveredInWindow int64     `json:"deliveries_in_window"`
+	DeliveredPerSec   float64   `json:"deliveries_per_s"`
+	PerInstancePerSec []float64 `json:"deliveries_per_s_by_instance,omitempty"`
+	Lost              int64     `json:"lost"`
+	Duplicated        int64     `json:"duplicated"`
+	Unknown           int64     `json:"unknown,omitempty"`
+	ClosedEarly       int       `json:"sockets_closed_early"`
+	CloseReasons      []string  `json:"close_reasons,omitempty"`
+	WarmupMissing     int       `json:"warmup_missing,omitempty"`
+
+	P50Ms float64 `json:"latency_p50_ms"`
+	P90Ms float64 `json:"latency_p90_ms"`
+	P99Ms float64 `json:"latency_p99_ms"`
+	MaxMs float64 `json:"latency_max_ms"`
+
+	Backlog        []int64 `json:"backlog_per_second,omitempty"`
+	BacklogGrowing bool    `json:"backlog_growing"`
+	DrainSeconds   float64 `json:"drain_s"`
+
+	ServerRSS       []int64   `json:"server_rss_bytes,omitempty"`
+	ServerPeakRSS   []int64   `json:"server_peak_rss_bytes,omitempty"`
+	ServerCPUSecs   []float64 `json:"server_cpu_s,omitempty"`
+	IdleRSSPerConn  float64   `json:"rss_bytes_per_idle_socket,omitempty"`
+	PostgresCPUSecs float64   `json:"postgres_cpu_s"` // the throwaway cluster only; 0 with --database-url
+	HostCPUBusy     float64   `json:"host_cpu_busy"`  // 0..1 over the write phase, steal excluded
+	HostCPUSteal    float64   `json:"host_cpu_steal"` // 0..1: the hypervisor ran someone else
+
+	Error string `json:"error,omitempty"`
+}
+
+// spec builds a run from the options, then lets the scenario's settings
+// apply where the user gave no flag.
+func (b *bench) spec(scenario, kind string, set func(*runSpec)) runSpec {
+	o := b.opts
+	s := runSpec{Scenario: scenario, Kind: kind, Instances: o.Instances, Writers: o.Writers,
+		Subscribers: o.Subscribers, Rate: o.Rate, Mode: o.Mode, Payload: o.Payload, Duration: o.Duration.Seconds()}
+	if set == nil {
+		return s
+	}
+	d := s
+	set(&d)
+	for name, field := range map[string]func(){
+		"instances":     func() { d.Instances = s.Instances },
+		"writers":       func() { d.Writers = s.Writers },
+		"subscribers":   func() { d.Subscribers = s.Subscribers },
+		"rate":          func() { d.Rate = s.Rate },
+		"mode":          func() { d.Mode = s.Mode },
+		"payload-bytes": func() { d.Payload = s.Payload },
+		"duration":      func() { d.Duration = s.Duration },
+	} {
+		if o.set[name] {
+			field()
+		}
+	}
+	return d
+}
+
+// measure runs one spec and records and prints its result. Servers of
+// kind pgpush must already run.
+func (b *bench) measure(ctx context.Context, s runSpec) *result {
+	r := &result{runSpec: s}
+	if err := b.measureInto(ctx, r); err != nil {
+		r.Error = err.Error()
+	}
+	b.results = append(b.results, r)
+	fmt.Fprintln(b.out, r.line())
+	return r
+}
+
+func (b *bench) measureInto(ctx context.Context, r *result) error {
+	s := r.runSpec
+	if err := b.prepareTable(ctx, s.Kind, s.Mode, s.Writers); err != nil {
+		return err
+	}
+	var targets []target
+	var procs []*process
+	switch s.Kind {
+	case kindPgpush:
+		if len(b.servers) == 0 {
+			return errNoServers
+		}
+		targets, procs = b.pgpushTargets(), b.servers
+	case kindEventserv:
+		p, err := b.startEventserv(ctx)
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		procs = []*process{p}
+		targets = []target{{URL: "ws://" + p.addr + "/listen/" + relayChannel}}
+	}
+
+	// Receivers: sockets, or for the relay baseline one LISTEN connection.
+	var subs []*subscriber
+	var readers sync.WaitGroup
+	var relayCount atomic.Int64
+	stopRelay := func() {}
+	switch {
+	case s.Kind == kindRelay:
+		stop, err := b.drainRelay(ctx, &relayCount)
+		if err != nil {
+			return err
+		}
+		stopRelay = stop
+	case targets != nil && s.Subscribers > 0:
+		var err error
+		subs, err = b.openSockets(ctx, targets, s, &readers)
+		defer func() {
+			for _, sub := range subs {
+				sub.conn.Close()
+			}
+			waitGroupTimeout(&readers, 30*time.Second)
+		}()
+		if err != nil {
+			return err
+		}
+		for _, sub := range subs {
+			if !sub.warm.Load() {
+				r.WarmupMissing++
+			}
+		}
+	}
+	defer stopRelay()
+	delivered := func() int64 {
+		if s.Kind == kindRelay {
+			return relayCount.Load()
+		}
+		var n int64
+		for _, sub := range subs {
+			n += sub.count.Load()
+		}
+		return n
+	}
+	receivers := int64(len(subs))
+	if s.Kind == kindRelay {
+		receivers = 1
+	}
+
+	before := make([]procUsage, len(procs))
+	for i, p := range procs {
+		before[i], _ = readUsage(p.pid())
+	}
+	pgBefore := postgresCPUSeconds(b.postmaster)
+	busy0, steal0, total0 := hostCPU()
+
+	var committed atomic.Int64
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	samplerDone := make(chan struct{})
+	go func() {
+		defer close(samplerDone)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-sampleCtx.Done():
+				return
+			case <-t.C:
+				// Delivered first: rows committed after it only add backlog,
+				// so a sample is never negative.
+				got := delivered()
+				r.Backlog = append(r.Backlog, committed.Load()*receivers-got)
+			}
+		}
+	}()
+	writeStart := now()
+	log, elapsed, werr := runWriters(ctx, writeLoad{URL: b.dbURL, Writers: s.Writers, Rate: s.Rate,
+		Mode: s.Mode, Payload: s.Payload, Duration: time.Duration(s.Duration * float64(time.Second))}, &committed)
+	windowEnd := now()
+	stopSampling()
+	<-samplerDone
+	busy1, steal1, total1 := hostCPU()
+	if total1 > total0 {
+		r.HostCPUBusy = float64(busy1-busy0) / float64(total1-total0)
+		r.HostCPUSteal = float64(steal1-steal0) / float64(total1-total0)
+	}
+	r.RowsCommitted = log.rows()
+	r.CommittedPerSec = float64(r.RowsCommitted) / elapsed.Seconds()
+
+	// Stragglers: wait until every receiver has every row, or the deadline.
+	drainStart := time.Now()
+	want := r.RowsCommitted
+	waitFor(ctx, b.opts.Drain, func() bool {
+		if s.Kind == kindRelay {
+			return relayCount.Load() >= want
+		}
+		for _, sub := range subs {
+			if sub.count.Load() < want && !sub.done.Load() {
+				return false
+			}
+		}
+		return true
+	})
+	r.DrainSeconds = time.Since(drainStart).Seconds()
+	pgAfter := postgresCPUSeconds(b.postmaster)
+	r.PostgresCPUSecs = pgAfter - pgBefore
+	for i, p := range procs {
+		after, err := readUsage(p.pid())
+		if err != nil {
+			continue
+		}
+		r.ServerRSS = append(r.ServerRSS, after.RSSBytes)
+		r.ServerPeakRSS = append(r.ServerPeakRSS, after.PeakBytes)
+		r.ServerCPUSecs = append(r.ServerCPUSecs, after.CPUSecs-before[i].CPUSecs)
+	}
+
+	if s.Kind == kindRelay {
+		stopRelay()
+		n := relayCount.Load()
+		r.Expected, r.Delivered = r.RowsCommitted, n
+		r.Lost = max(r.RowsCommitted-n, 0)
+		r.DeliveredPerSec = float64(n) / elapsed.Seconds()
+		return werr
+	}
+	if len(subs) == 0 {
+		return werr
+	}
+	reasons := map[string]int{}
+	for _, sub := range subs {
+		if sub.done.Load() {
+			r.ClosedEarly++
+			reasons[closeReason(sub.closeErr)]++
+		}
+	}
+	for reason, n := range reasons {
+		r.CloseReasons = append(r.CloseReasons, fmt.Sprintf("%d× %s", n, reason))
+	}
+	for _, sub := range subs {
+		sub.conn.Close()
+	}
+	if !waitGroupTimeout(&readers, 30*time.Second) {
+		return errors.Join(werr, errors.New("socket readers did not stop within 30s"))
+	}
+	recs := make([][]receipt, len(subs))
+	perInstance := make([]int64, len(targets))
+	for i, sub := range subs {
+		recs[i] = sub.recs
+		for _, rc := range sub.recs {
+			if rc.at <= windowEnd {
+				perInstance[sub.instance]++
+			}
+		}
+	}
+	m := match(log, recs, windowEnd)
+	r.Expected, r.Delivered, r.DeliveredInWindow = m.Expected, m.Delivered, m.InWindow
+	r.Lost, r.Duplicated, r.Unknown = m.Lost, m.Duplicated, m.Unknown
+	window := time.Duration(windowEnd - writeStart).Seconds()
+	r.DeliveredPerSec = float64(m.InWindow) / window
+	if len(targets) > 1 {
+		for _, n := range perInstance {
+			r.PerInstancePerSec = append(r.PerInstancePerSec, float64(n)/window)
+		}
+	}
+	r.P50Ms, r.P90Ms = ms(percentile(m.Latencies, 50)), ms(percentile(m.Latencies, 90))
+	r.P99Ms, r.MaxMs = ms(percentile(m.Latencies, 99)), ms(percentile(m.Latencies, 100))
+	r.BacklogGrowing = backlogGrowing(r.Backlog, r.CommittedPerSec*float64(len(subs)))
+	return werr
+}
+
+// openSockets opens the run's sockets and waits until each has received a
+// warm-up row, so the measured window starts with delivery active
+// everywhere. One socket per target goes first: pg_eventserv starts its
+// LISTEN only when a channel's first socket arrives.
+func (b *bench) openSockets(ctx context.Context, targets []target, s runSpec, readers *sync.WaitGroup) ([]*subscriber, error) {
+	dialCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	first := min(len(targets), s.Subscribers)
+	subs, err := dialAll(dialCtx, targets, 0, first, s.Writers, readers)
+	if err != nil {
+		return nil, err
+	}
+	warm := func(group []*subscriber, d time.Duration) {
+		n := 0
+		waitFor(ctx, d, func() bool {
+			for _, sub := range group {
+				if !sub.warm.Load() {
+					if n%10 == 0 { // a new row every 200ms
+						_ = b.insertWarm(ctx, n)
+					}
+					n++
+					return false
+				}
+			}
+			return true
+		})
+	}
+	warm(subs, 30*time.Second)
+	if s.Subscribers > first {
+		// The rest continue the round-robin where the first ones stopped.
+		rest := make([]target, len(targets))
+		for i := range targets {
+			rest[i] = targets[(first+i)%len(targets)]
+		}
+		more, err := dialAll(dialCtx, rest, first, s.Subscribers-first, s.Writers, readers)
+		subs = append(subs, more...)
+		if err != nil {
+			return subs, err
+		}
+	}
+	warm(subs, 60*time.Second)
+	return subs, nil
+}
+
+// drainRelay listens on the relay channel and counts notifications, as the
+// one listener a hand-written relay would have.
+func (b *bench) drainRelay(ctx context.Context, count *atomic.Int64) (stop func(), err error) {
+	conn, err := pgx.Connect(ctx, b.dbURL)
+	if err != nil {
+		return nil, fmt.Errorf("connect relay listener: %w", err)
+	}
+	if _, err := conn.Exec(ctx, "LISTEN "+relayChannel); err != nil {
+		conn.Close(ctx)
+		return nil, fmt.Errorf("listen %q: %w", relayChannel, err)
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, err := conn.WaitForNotification(lctx); err != nil {
+				return
+			}
+			count.Add(1)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+			conn.Close(context.WithoutCancel(ctx))
+		})
+	}, nil
+}
+
+func (b *bench) startEventserv(ctx context.Context) (*process, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	_, port, _ := strings.Cut(addr, ":")
+	bin := b.opts.EventservBin
+	env := []string{"DATABASE_URL=" + b.dbURL, "ES_HTTPHOST=127.0.0.1", "ES_HTTPPORT=" + port}
+	return startProcess(ctx, "pg_eventserv", bin, nil, env, filepath.Dir(bin),
+		filepath.Join(b.tmp, "pg_eventserv.log"), addr, tcpReady)
+}
+
+// idle measures the server's resident memory per idle subscribed socket.
+func (b *bench) idle(ctx context.Context, s runSpec, targets []target, p *process) *result {
+	r := &result{runSpec: s}
+	err := func() error {
+		if err := b.prepareTable(ctx, s.Kind, s.Mode, s.Writers); err != nil {
+			return err
+		}
+		settle := func() { sleepCtx(ctx, 3*time.Second) } // let the heap and RSS settle
+		settle()
+		before, err := readUsage(p.pid())
+		if err != nil {
+			return err
+		}
+		var readers sync.WaitGroup
+		subs, err := b.openSockets(ctx, targets, s, &readers)
+		defer func() {
+			for _, sub := range subs {
+				sub.conn.Close()
+			}
+			waitGroupTimeout(&readers, 30*time.Second)
+		}()
+		if err != nil {
+			return err
+		}
+		settle()
+		after, err := readUsage(p.pid())
+		if err != nil {
+			return err
+		}
+		for _, sub := range subs {
+			if sub.done.Load() {
+				r.ClosedEarly++
+			}
+		}
+		r.ServerRSS, r.ServerPeakRSS = []int64{after.RSSBytes}, []int64{after.PeakBytes}
+		r.ServerCPUSecs = []float64{after.CPUSecs - before.CPUSecs}
+		r.IdleRSSPerConn = float64(after.RSSBytes-before.RSSBytes) / float64(len(subs))
+		return nil
+	}()
+	if err != nil {
+		r.Error = err.Error()
+	}
+	b.results = append(b.results, r)
+	fmt.Fprintln(b.out, r.line())
+	return r
+}
+
+func closeReason(err error) string {
+	var ce *websocket.CloseError
+	if errors.As(err, &ce) {
+		return fmt.Sprintf("close %d %s", ce.Code, ce.Text)
+	}
+	if err == nil {
+		return "unknown"
+	}
+	return err.Error()
+}
+
+func waitGroupTimeout(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+// line is the one human line per run.
+func (r *result) line() string {
+	var sb strings.Builder
+	rate := "max"
+	if r.Rate > 0 {
+		rate = fmt.Sprintf("%g/s", r.Rate)
+	}
+	fmt.Fprintf(&sb, "[%s] %-9s inst=%d W=%d S=%d %s rate=%s payload=%dB", r.Scenario, r.Kind,
+		r.Instances, r.Writers, r.Subscribers, r.Mode, rate, r.Payload)
+	if r.Idle {
+		fmt.Fprintf(&sb, ": %.0f B RSS per idle socket (%.1f KiB), server RSS %.1f MiB",
+			r.IdleRSSPerConn, r.IdleRSSPerConn/1024, mib(first(r.ServerRSS)))
+	} else {
+		fmt.Fprintf(&sb, " %gs: committed %.0f rows/s", r.Duration, r.CommittedPerSec)
+		if r.Kind != kindNone {
+			fmt.Fprintf(&sb, ", delivered %.0f/s", r.DeliveredPerSec)
+			if len(r.PerInstancePerSec) > 0 {
+				parts := make([]string, len(r.PerInstancePerSec))
+				for i, v := range r.PerInstancePerSec {
+					parts[i] = fmt.Sprintf("%.0f", v)
+				}
+				fmt.Fprintf(&sb, " (%s)", strings.Join(parts, "+"))
+			}
+			fmt.Fprintf(&sb, ", lost %d dup %d", r.Lost, r.Duplicated)
+		}
+		if r.Kind == kindPgpush || r.Kind == kindEventserv {
+			fmt.Fprintf(&sb, ", latency p50 %.2f p90 %.2f p99 %.2f max %.1f ms", r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+			if r.BacklogGrowing {
+				sb.WriteString(", BACKLOG GROWING")
+			}
+			var rss int64
+			var cpu float64
+			for i := range r.ServerRSS {
+				rss += r.ServerRSS[i]
+				cpu += r.ServerCPUSecs[i]
+			}
+			fmt.Fprintf(&sb, ", server RSS %.1f MiB CPU %.1fs", mib(rss), cpu)
+		}
+		fmt.Fprintf(&sb, ", postgres CPU %.1fs, host busy %.0f%% steal %.0f%%", r.PostgresCPUSecs, 100*r.HostCPUBusy, 100*r.HostCPUSteal)
+	}
+	if r.ClosedEarly > 0 {
+		fmt.Fprintf(&sb, ", %d sockets closed early %v", r.ClosedEarly, r.CloseReasons)
+	}
+	if r.WarmupMissing > 0 {
+		fmt.Fprintf(&sb, ", %d sockets missed the warm-up row", r.WarmupMissing)
+	}
+	if r.Error != "" {
+		fmt.Fprintf(&sb, " ERROR: %s", r.Error)
+	}
+	return sb.String()
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+func first[T any](s []T) T {
+	var zero T
+	if len(s) == 0 {
+		return zero
+	}
+	return s[0]
+}

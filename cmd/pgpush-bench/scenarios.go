@@ -1,0 +1,250 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// scenarioFunc runs one predefined scenario.
+type scenarioFunc func(context.Context, *bench) error
+
+// scenarios are issue 7's targets, one each. A flag given explicitly
+// overrides the scenario's own setting of it (to scale a run down).
+var scenarios = map[string]scenarioFunc{
+	"keepup":      keepup,
+	"writer-cost": writerCost,
+	"latency-100": latency(100, 1000, 20),
+	"latency-10k": latency(10000, 100, 20),
+	"fanout-10k":  fanout,
+	"idle-10k":    idle10k,
+	"scaleout":    scaleout,
+}
+
+// scenarioOrder is the order of `--scenario all`.
+var scenarioOrder = []string{"keepup", "writer-cost", "latency-100", "latency-10k", "fanout-10k", "idle-10k", "scaleout"}
+
+func scenarioNames() []string { return slices.Clone(scenarioOrder) }
+
+// customScenario is a run without --scenario: the flags as given, with the
+// baselines first unless --baselines=false.
+func customScenario(ctx context.Context, b *bench) error {
+	if b.opts.Baselines {
+		b.measure(ctx, b.spec("custom", kindNone, nil))
+		b.measure(ctx, b.spec("custom", kindRelay, nil))
+	}
+	if err := b.startServers(ctx, b.opts.Instances); err != nil {
+		return err
+	}
+	b.measure(ctx, b.spec("custom", kindPgpush, nil))
+	b.stopServers()
+	if b.opts.EventservBin != "" {
+		b.measure(ctx, b.spec("custom", kindEventserv, nil))
+	}
+	return nil
+}
+
+func keepup(ctx context.Context, b *bench) error {
+	if err := b.startServers(ctx, 1); err != nil {
+		return err
+	}
+	defer b.stopServers()
+	b.measure(ctx, b.spec("keepup", kindPgpush, func(s *runSpec) {
+		s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = 1, 4, 1, 0, 30
+	}))
+	return nil
+}
+
+func writerCost(ctx context.Context, b *bench) error {
+	set := func(s *runSpec) { s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = 1, 4, 1, 0, 20 }
+	b.measure(ctx, b.spec("writer-cost", kindNone, set))
+	b.measure(ctx, b.spec("writer-cost", kindRelay, set))
+	if err := b.startServers(ctx, 1); err != nil {
+		return err
+	}
+	b.measure(ctx, b.spec("writer-cost", kindPgpush, set))
+	b.stopServers()
+	if b.opts.EventservBin != "" {
+		b.measure(ctx, b.spec("writer-cost", kindEventserv, set))
+	}
+	return nil
+}
+
+func latency(subscribers int, rate float64, seconds float64) scenarioFunc {
+	name := fmt.Sprintf("latency-%d", subscribers)
+	if subscribers >= 1000 {
+		name = fmt.Sprintf("latency-%dk", subscribers/1000)
+	}
+	return func(ctx context.Context, b *bench) error {
+		set := func(s *runSpec) {
+			s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = 1, 4, subscribers, rate, seconds
+		}
+		if err := b.startServers(ctx, 1); err != nil {
+			return err
+		}
+		b.measure(ctx, b.spec(name, kindPgpush, set))
+		b.stopServers()
+		if b.opts.EventservBin != "" {
+			b.measure(ctx, b.spec(name, kindEventserv, set))
+		}
+		return nil
+	}
+}
+
+// fanoutRates offer 150k, 300k, 450k and 600k deliveries/s to 10,000
+// sockets. "Max rate" is the highest rung delivered in full.
+var fanoutRates = []float64{15, 30, 45, 60}
+
+func fanout(ctx context.Context, b *bench) error {
+	if err := b.startServers(ctx, 1); err != nil {
+		return err
+	}
+	defer b.stopServers()
+	for _, rate := range fanoutRates {
+		r := b.measure(ctx, b.spec("fanout-10k", kindPgpush, func(s *runSpec) {
+			s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = 1, 1, 10000, rate, 15
+		}))
+		if r.Error != "" || r.Lost > 0 || r.DeliveredPerSec < 0.9*r.CommittedPerSec*float64(r.Subscribers) || b.opts.set["rate"] {
+			break // past the limit (or the user fixed the rate): higher rungs only lose more
+		}
+		// A fresh server per rung: sockets closed as slow are not reused.
+		if err := b.startServers(ctx, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func idle10k(ctx context.Context, b *bench) error {
+	set := func(s *runSpec) { s.Instances, s.Subscribers, s.Idle = 1, 10000, true }
+	if err := b.startServers(ctx, 1); err != nil {
+		return err
+	}
+	s := b.spec("idle-10k", kindPgpush, set)
+	s.Idle, s.Writers, s.Rate, s.Duration = true, 0, 0, 0
+	b.idle(ctx, s, b.pgpushTargets()[:1], b.servers[0])
+	b.stopServers()
+	if b.opts.EventservBin != "" {
+		s.Kind = kindEventserv
+		p, err := b.startEventserv(ctx)
+		if err != nil {
+			return err
+		}
+		defer p.stop()
+		b.idle(ctx, s, []target{{URL: "ws://" + p.addr + "/listen/" + relayChannel}}, p)
+	}
+	return nil
+}
+
+func scaleout(ctx context.Context, b *bench) error {
+	for _, n := range []int{1, 2, 3} {
+		if err := b.startServers(ctx, n); err != nil {
+			return err
+		}
+		b.measure(ctx, b.spec("scaleout", kindPgpush, func(s *runSpec) {
+			s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = n, 4, 300, 300, 15
+		}))
+	}
+	b.stopServers()
+	return nil
+}
+
+// targetResult is one of issue 7's targets with its measured figure.
+type targetResult struct {
+	Target   string  `json:"target"`
+	Goal     string  `json:"goal"`
+	Measured string  `json:"measured"`
+	Ratio    float64 `json:"ratio"` // measured ÷ goal for "at least", goal ÷ measured for "at most": ≥ 1 is met
+	Met      bool    `json:"met"`
+}
+
+// evaluateTargets reads the scenarios' results against issue 7's targets.
+func evaluateTargets(results []*result) []targetResult {
+	find := func(scenario, kind string) []*result {
+		var out []*result
+		for _, r := range results {
+			if r.Scenario == scenario && r.Kind == kind && r.Error == "" {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+	var ts []targetResult
+	if rs := find("keepup", kindPgpush); len(rs) > 0 {
+		r := rs[0]
+		ratio := r.DeliveredPerSec / r.CommittedPerSec / 0.95
+		ts = append(ts, targetResult{"keeping up (4 writers max, 1 subscriber)", "delivered/s ≥ 0.95 × committed/s, no growing backlog",
+			fmt.Sprintf("%.0f / %.0f = %.3f, backlog growing: %v", r.DeliveredPerSec, r.CommittedPerSec, r.DeliveredPerSec/r.CommittedPerSec, r.BacklogGrowing),
+			ratio, ratio >= 1 && !r.BacklogGrowing && r.Lost == 0})
+	}
+	if p, rl := find("writer-cost", kindPgpush), find("writer-cost", kindRelay); len(p) > 0 && len(rl) > 0 {
+		ratio := p[0].CommittedPerSec / rl[0].CommittedPerSec
+		extra := ""
+		if none := find("writer-cost", kindNone); len(none) > 0 {
+			extra = fmt.Sprintf(" (no trigger %.0f rows/s; pgpush ÷ none %.2f)", none[0].CommittedPerSec, p[0].CommittedPerSec/none[0].CommittedPerSec)
+		}
+		ts = append(ts, targetResult{"writer cost", "pgpush rows/s ≥ 0.8 × relay rows/s",
+			fmt.Sprintf("%.0f ÷ %.0f = %.2f%s", p[0].CommittedPerSec, rl[0].CommittedPerSec, ratio, extra), ratio / 0.8, ratio >= 0.8})
+	}
+	for _, l := range []struct {
+		scenario, name string
+		goalMs         float64
+	}{{"latency-100", "p99 latency, 1,000 rows/s, 100 subscribers", 5}, {"latency-10k", "p99 latency, 100 rows/s, 10,000 subscribers", 50}} {
+		if rs := find(l.scenario, kindPgpush); len(rs) > 0 {
+			r := rs[0]
+			ts = append(ts, targetResult{l.name, fmt.Sprintf("≤ %g ms", l.goalMs),
+				fmt.Sprintf("%.2f ms (p50 %.2f, max %.1f; %.0f rows/s, lost %d)", r.P99Ms, r.P50Ms, r.MaxMs, r.CommittedPerSec, r.Lost),
+				l.goalMs / max(r.P99Ms, 0.001), r.P99Ms <= l.goalMs && r.Lost == 0})
+		}
+	}
+	if rs := find("fanout-10k", kindPgpush); len(rs) > 0 {
+		best := -1.0
+		var desc []string
+		for _, r := range rs {
+			desc = append(desc, fmt.Sprintf("%g rows/s→%.0f/s lost %d", r.Rate, r.DeliveredPerSec, r.Lost))
+			if r.Lost == 0 && r.ClosedEarly == 0 && r.DeliveredPerSec > best {
+				best = r.DeliveredPerSec
+			}
+		}
+		ts = append(ts, targetResult{"fan-out, 10,000 sockets, nothing lost", "≥ 300,000 deliveries/s",
+			fmt.Sprintf("%.0f/s sustained without loss (%s)", max(best, 0), strings.Join(desc, "; ")), max(best, 0) / 300000, best >= 300000})
+	}
+	if rs := find("idle-10k", kindPgpush); len(rs) > 0 {
+		kib := rs[0].IdleRSSPerConn / 1024
+		ts = append(ts, targetResult{"memory per idle subscribed socket (10,000)", "≤ 12 KiB",
+			fmt.Sprintf("%.1f KiB", kib), 12 / max(kib, 0.001), kib <= 12})
+	}
+	if rs := find("scaleout", kindPgpush); len(rs) > 0 {
+		var desc []string
+		for _, r := range rs {
+			parts := make([]string, len(r.PerInstancePerSec))
+			for i, v := range r.PerInstancePerSec {
+				parts[i] = fmt.Sprintf("%.0f", v)
+			}
+			d := fmt.Sprintf("%d: %.0f/s", r.Instances, r.DeliveredPerSec)
+			if len(parts) > 0 {
+				d += " (" + strings.Join(parts, "+") + ")"
+			}
+			desc = append(desc, d+fmt.Sprintf(" p99 %.1f ms lost %d", r.P99Ms, r.Lost))
+		}
+		last := rs[len(rs)-1]
+		ratio := last.DeliveredPerSec / (last.CommittedPerSec * float64(last.Subscribers))
+		ts = append(ts, targetResult{"scale-out (300 rows/s, 300 sockets over N instances)", "every instance delivers all, nothing lost",
+			strings.Join(desc, "; "), ratio, last.Lost == 0 && ratio >= 0.95})
+	}
+	return ts
+}
+
+func printTargets(w io.Writer, ts []targetResult) {
+	fmt.Fprintln(w, "| target | goal | measured | ratio | met |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	for _, t := range ts {
+		met := "no"
+		if t.Met {
+			met = "yes"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s | %.2f | %s |\n", t.Target, t.Goal, t.Measured, t.Ratio, met)
+	}
+}
