@@ -141,6 +141,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 					continue
 				}
 				hub.Reauthorize(gctx)
+				if !policy.AnonymousAllowed() {
+					hub.CloseAnonymous("authentication required")
+				}
 			}
 		}
 	})

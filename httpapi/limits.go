@@ -7,14 +7,14 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/time/rate"
 )
 
 // keyedLimiter is a token bucket per key (an address, an account), with
 // idle keys forgotten so that memory stays bounded under a spray of keys.
+// Unlike rate.Limiter it can give a token back exactly, which is what
+// "only failures count" needs.
 type keyedLimiter struct {
-	every time.Duration
+	every time.Duration // one token comes back per every
 	burst int
 
 	mu      sync.Mutex
@@ -23,8 +23,8 @@ type keyedLimiter struct {
 }
 
 type bucket struct {
-	limiter *rate.Limiter
-	seen    time.Time
+	tokens float64
+	last   time.Time
 }
 
 // maxKeys bounds the map; past it, idle buckets are swept on insert.
@@ -34,19 +34,20 @@ func newKeyedLimiter(every time.Duration, burst int) *keyedLimiter {
 	return &keyedLimiter{every: every, burst: burst, buckets: make(map[string]*bucket)}
 }
 
-func (k *keyedLimiter) get(key string, now time.Time) *rate.Limiter {
-	k.mu.Lock()
-	defer k.mu.Unlock()
+// refilled returns key's bucket brought up to now. Callers hold k.mu.
+func (k *keyedLimiter) refilled(key string, now time.Time) *bucket {
 	b, ok := k.buckets[key]
 	if !ok {
 		if len(k.buckets) >= maxKeys || now.Sub(k.swept) > time.Minute {
 			k.sweep(now)
 		}
-		b = &bucket{limiter: rate.NewLimiter(rate.Every(k.every), k.burst)}
+		b = &bucket{tokens: float64(k.burst), last: now}
 		k.buckets[key] = b
+		return b
 	}
-	b.seen = now
-	return b.limiter
+	b.tokens = min(float64(k.burst), b.tokens+float64(now.Sub(b.last))/float64(k.every))
+	b.last = now
+	return b
 }
 
 // sweep drops buckets idle long enough to have refilled completely: they
@@ -54,23 +55,33 @@ func (k *keyedLimiter) get(key string, now time.Time) *rate.Limiter {
 func (k *keyedLimiter) sweep(now time.Time) {
 	full := k.every * time.Duration(k.burst)
 	for key, b := range k.buckets {
-		if now.Sub(b.seen) > full {
+		if now.Sub(b.last) > full {
 			delete(k.buckets, key)
 		}
 	}
 	k.swept = now
 }
 
-// allowed reports whether key has a token left, without taking it.
-func (k *keyedLimiter) allowed(key string) bool {
-	now := time.Now()
-	return k.get(key, now).TokensAt(now) >= 1
+// take spends one of key's tokens, or reports that none is left. Taking it
+// before the slow password check is what stops parallel guesses from all
+// passing the check.
+func (k *keyedLimiter) take(key string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b := k.refilled(key, time.Now())
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
 }
 
-// take spends one of key's tokens.
-func (k *keyedLimiter) take(key string) {
-	now := time.Now()
-	k.get(key, now).AllowN(now, 1)
+// refund gives back a token taken for an attempt that did not fail.
+func (k *keyedLimiter) refund(key string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	b := k.refilled(key, time.Now())
+	b.tokens = min(float64(k.burst), b.tokens+1)
 }
 
 // connCounter counts open sockets per address.

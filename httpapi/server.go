@@ -200,20 +200,30 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Only failures spend tokens: a user who logs in correctly is never
-	// locked out by the limit, a guesser is after a few tries.
+	// locked out by the limit, a guesser is after a few tries. Tokens are
+	// taken before the password check and given back on success, so
+	// parallel guesses cannot all slip past the limit.
 	addr, account := s.Proxies.ClientIP(r), strings.ToLower(strings.TrimSpace(body.Email))
-	if !s.loginByAddr.allowed(addr) || !s.loginByEmail.allowed(account) {
+	okAddr := s.loginByAddr.take(addr)
+	okAccount := s.loginByEmail.take(account)
+	if !okAddr || !okAccount {
+		if okAddr {
+			s.loginByAddr.refund(addr)
+		}
+		if okAccount {
+			s.loginByEmail.refund(account)
+		}
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, "too many failed logins, try again later")
 		return
 	}
 	u, err := s.Sessions.Authenticate(r.Context(), body.Email, body.Password)
 	if errors.Is(err, session.ErrBadCredentials) {
-		s.loginByAddr.take(addr)
-		s.loginByEmail.take(account)
 		writeError(w, http.StatusUnauthorized, "invalid email or password")
 		return
 	}
+	s.loginByAddr.refund(addr)
+	s.loginByEmail.refund(account)
 	if err != nil {
 		s.internalError(w, "login", err)
 		return

@@ -16,6 +16,7 @@ import (
 var (
 	errClientClosing        = errors.New("client is closing")
 	errTooManySubscriptions = errors.New("too many subscriptions on this socket")
+	errSubscriptionEnded    = errors.New("subscription ended")
 )
 
 // Client is one socket, /ws or Socket.IO. Its transport (ws.go,
@@ -195,7 +196,8 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		return
 	}
 
-	s := &subscription{client: c, channel: msg.Channel, filter: msg.Filter, access: access, pending: true}
+	s := newSubscription(c, msg.Channel, access)
+	s.filter = msg.Filter
 	c.mu.Lock()
 	c.subs[msg.Channel] = s
 	c.mu.Unlock()
@@ -222,18 +224,38 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 		c.send(channelFrame("resync_required", s.channel))
 		return
 	}
-	access := s.currentAccess()
 	err = c.hub.store.Replay(ctx, s.channel, from, upTo, func(ev *Event) error {
-		if !s.visible(ev, access) {
-			return nil
+		// Checked per event under the subscription's lock, which
+		// endSubscription holds while it ends s and says so: no replayed
+		// event can follow "unsubscribed" after a revoke.
+		for {
+			s.mu.Lock()
+			if s.ended {
+				s.mu.Unlock()
+				return errSubscriptionEnded
+			}
+			if !s.visible(ev, s.access) {
+				s.mu.Unlock()
+				return nil
+			}
+			pushed := c.queue.pushBelow(ev.frame(c.socketIO, false), c.queue.maxBytes/2, c.queue.maxMessages/2)
+			s.mu.Unlock()
+			if pushed {
+				c.hub.stats.Delivered.Add(1)
+				return nil
+			}
+			select {
+			case <-c.queue.room:
+			case <-s.endedCh:
+				return errSubscriptionEnded
+			case <-c.closing:
+				return errClientClosing
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
-		if err := c.queue.pushPaced(ctx, c.closing, ev.Encoded()); err != nil {
-			return err
-		}
-		c.hub.stats.Delivered.Add(1)
-		return nil
 	})
-	if err != nil && !errors.Is(err, errClientClosing) {
+	if err != nil && !errors.Is(err, errClientClosing) && !errors.Is(err, errSubscriptionEnded) {
 		c.log.Error("replay", "channel", s.channel, "err", err)
 		// A partial replay would leave a silent gap: make the client resync.
 		c.send(channelFrame("resync_required", s.channel))
@@ -279,9 +301,11 @@ func (c *Client) endSubscription(s *subscription, reason string) {
 	delete(c.subs, s.channel)
 	c.mu.Unlock()
 	c.hub.removeSubscription(s)
-	s.end()
+	s.mu.Lock()
+	s.endLocked()
 	c.send(channelErrorFrame(s.channel, reason))
 	c.send(channelFrame("unsubscribed", s.channel))
+	s.mu.Unlock()
 }
 
 func (c *Client) dropSubscriptions() {
@@ -303,6 +327,10 @@ func (c *Client) publish(ctx context.Context, msg clientMessage) {
 	data := msg.Data
 	if len(data) == 0 || string(data) == "null" {
 		data = json.RawMessage("{}")
+	}
+	if data[0] != '{' {
+		c.send(channelErrorFrame(msg.Channel, `"data" must be a JSON object`))
+		return
 	}
 	access, err := c.hub.auth.Access(ctx, c.principal, msg.Channel)
 	if err == nil && !access.Publish {

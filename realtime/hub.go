@@ -297,6 +297,23 @@ func (h *Hub) CloseSession(sessionID string) int {
 	return len(victims)
 }
 
+// CloseAnonymous closes, with 1008, every socket without a session: called
+// when role anonymous no longer holds any grant.
+func (h *Hub) CloseAnonymous(reason string) int {
+	var victims []*Client
+	h.mu.RLock()
+	for c := range h.clients {
+		if c.principal.Anonymous() {
+			victims = append(victims, c)
+		}
+	}
+	h.mu.RUnlock()
+	for _, c := range victims {
+		c.closeWith(ClosePolicyViolation, reason)
+	}
+	return len(victims)
+}
+
 // Reauthorize checks every live subscription against the current grants
 // and ends the ones that are no longer allowed, telling the client why.
 func (h *Hub) Reauthorize(ctx context.Context) {

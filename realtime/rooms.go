@@ -52,7 +52,8 @@ func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*su
 	if err != nil {
 		return nil, err
 	}
-	s = &subscription{client: c, channel: channel, access: access, raw: true, skipOwn: skipOwn, pending: true}
+	s = newSubscription(c, channel, access)
+	s.raw, s.skipOwn = true, skipOwn
 	c.mu.Lock()
 	c.subs[channel] = s
 	c.mu.Unlock()

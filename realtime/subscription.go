@@ -38,6 +38,11 @@ type subscription struct {
 	pending bool
 	buffer  []*Event
 	ended   bool
+	endedCh chan struct{} // closed by end; wakes a paced replay
+}
+
+func newSubscription(c *Client, channel string, access Access) *subscription {
+	return &subscription{client: c, channel: channel, access: access, pending: true, endedCh: make(chan struct{})}
 }
 
 // visible applies the grant's match rules and the client's filter.
@@ -106,15 +111,17 @@ func (s *subscription) setAccess(a Access) {
 	s.mu.Unlock()
 }
 
-func (s *subscription) currentAccess() Access {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.access
-}
 
 func (s *subscription) end() {
 	s.mu.Lock()
-	s.ended = true
-	s.buffer = nil
+	s.endLocked()
 	s.mu.Unlock()
+}
+
+func (s *subscription) endLocked() {
+	if !s.ended {
+		s.ended = true
+		close(s.endedCh)
+	}
+	s.buffer = nil
 }

@@ -342,9 +342,15 @@ func TestDefaultOriginCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if resp.StatusCode != tt.want {
 			t.Errorf("Origin %q: status %d, want %d", tt.origin, resp.StatusCode, tt.want)
+		}
+		if resp.StatusCode == http.StatusOK { // close the session
+			var open struct{ SID string }
+			_ = json.Unmarshal(body[1:], &open)
+			do(t, hc, "POST", base+"/socket.io/?EIO=4&transport=polling&sid="+open.SID, "1")
 		}
 	}
 }
@@ -353,11 +359,15 @@ func TestMaxSessions(t *testing.T) {
 	t.Parallel()
 	srv := &Server{MaxSessions: 1}
 	base := startServer(t, srv)
-	handshakePolling(t, base)
+	c, _ := handshakePolling(t, base)
 	status, body := do(t, newHTTPClient(t), "GET", base+"/socket.io/?EIO=4&transport=polling", "")
 	if status != http.StatusServiceUnavailable || !strings.Contains(body, "too many sessions") {
 		t.Fatalf("second handshake: %d %q, want 503 too many sessions", status, body)
 	}
+	c.post("1")
+	eventually(t, func() bool { return sessionCount(srv) == 0 })
+	c, _ = handshakePolling(t, base)
+	c.post("1")
 }
 
 func TestPollingSession(t *testing.T) {
@@ -640,6 +650,7 @@ func TestFailedProbeKeepsPolling(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.expect(`42["still","polling"]`)
+	c.post("1")
 }
 
 func TestWebsocketOnly(t *testing.T) {
@@ -691,7 +702,7 @@ func TestEmitQueueFull(t *testing.T) {
 	t.Parallel()
 	onConnect, conns := sockets()
 	base := startServer(t, &Server{OnConnect: onConnect})
-	connectPolling(t, base, "") // and never polls
+	c := connectPolling(t, base, "") // and does not poll
 	s := waitFor(t, conns)
 	big := strings.Repeat("x", 100_000)
 	var err error
@@ -704,6 +715,12 @@ func TestEmitQueueFull(t *testing.T) {
 	waitFor(t, s.Done())
 	if err := s.Emit("more"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Emit after ErrQueueFull=%v, want ErrClosed", err)
+	}
+	// The backlog was dropped: the client gets DISCONNECT, then close.
+	for _, want := range []string{"41", "1"} {
+		if status, got := c.get(); status != http.StatusOK || got != want {
+			t.Fatalf("GET: %d %q, want %q", status, got, want)
+		}
 	}
 }
 
@@ -755,14 +772,19 @@ func TestShutdown(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		t.Fatalf("Shutdown()=%v, want nil", err)
-	}
+	shutdown := make(chan error, 1)
+	go func() { shutdown <- srv.Shutdown(ctx) }()
 	if got := wsClosed(t, conn); len(got) == 0 || got[len(got)-1] != "41" {
 		t.Fatalf("websocket frames %q, want DISCONNECT 41 last", got)
 	}
-	if got := waitFor(t, pending); got != "41\x1e1" {
-		t.Fatalf("pending GET=%q, want DISCONNECT and close", got)
+	if got := waitFor(t, pending); got != "41" {
+		t.Fatalf("pending GET=%q, want DISCONNECT", got)
+	}
+	if status, got := c.get(); status != http.StatusOK || got != "1" {
+		t.Fatalf("GET after DISCONNECT: %d %q, want close packet", status, got)
+	}
+	if err := waitFor(t, shutdown); err != nil {
+		t.Fatalf("Shutdown()=%v, want nil", err)
 	}
 	status, body := do(t, newHTTPClient(t), "GET", base+"/socket.io/?EIO=4&transport=polling", "")
 	if status != http.StatusServiceUnavailable {

@@ -70,21 +70,21 @@ type session struct {
 	getting   bool          // a polling GET is waiting
 	posting   bool          // a polling POST is being read
 	socket    *Socket
+	polite    bool // see close
 }
 
-// close starts closing the session; disconnect queues a Socket.IO
-// DISCONNECT first when the client is connected. Later calls do nothing.
-func (s *session) close(reason string, disconnect bool) {
+// close starts closing the session. polite means the client is assumed
+// to listen: a connected one gets a Socket.IO DISCONNECT, and a polling one
+// may fetch it and the close packet before the session dies. Otherwise
+// (protocol error, timeout, client gone) the transport just closes. Later
+// calls do nothing.
+func (s *session) close(reason string, polite bool) {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
-		var last [][]byte
-		if disconnect && s.socket != nil {
-			last = append(last, encodeMessage(packetDisconnect, -1, nil))
+		s.polite = polite
+		if polite && s.socket != nil {
+			s.queue.pushControl(encodeMessage(packetDisconnect, -1, nil))
 		}
-		if s.transport == transportPolling {
-			last = append(last, []byte{engineClose})
-		}
-		s.queue.pushControl(last...) // at once: one GET gets them all
 		close(s.closing)
 		s.mu.Unlock()
 		s.log.Debug("session closing", "reason", reason)
@@ -119,7 +119,7 @@ func (s *session) run() {
 		case <-s.connected:
 			connectTimer.Stop()
 		case <-connectTimer.C:
-			s.close("no connect packet", false)
+			s.close("no connect packet", true)
 		case <-s.closing:
 			open = false
 		}
@@ -132,34 +132,48 @@ func (s *session) run() {
 func (s *session) teardown() {
 	s.mu.Lock()
 	sock := s.socket
-	polling := s.transport == transportPolling
+	flush := s.polite && s.transport == transportPolling
 	s.mu.Unlock()
 	if sock != nil {
 		sock.closeEvents()
 	}
-	if polling {
-		s.awaitFlush()
+	if flush {
+		// DISCONNECT first, the close packet in a later response: the
+		// client handles a DISCONNECT a tick after its payload, so a close
+		// packet in the same payload would win, and the client would
+		// report "transport close" instead of "io server disconnect".
+		timer := time.NewTimer(closeFlushWait)
+		defer timer.Stop()
+		if s.awaitFlush(timer.C) {
+			s.queue.pushControl([]byte{engineClose})
+			s.awaitFlush(timer.C)
+		}
 	}
 	close(s.dead)
 	s.srv.remove(s)
 }
 
-// awaitFlush waits until a polling GET took the queued packets, for
-// closeFlushWait at most, or until the client left or Shutdown gives up.
-func (s *session) awaitFlush() {
-	timer := time.NewTimer(closeFlushWait)
-	defer timer.Stop()
+// awaitFlush waits until a polling GET took the queued packets. It
+// reports false when it gave up first: the deadline passed, the client
+// left, or Shutdown stopped waiting.
+func (s *session) awaitFlush(deadline <-chan time.Time) bool {
 	force := s.srv.forced()
 	for s.queue.len() > 0 {
 		select {
 		case <-s.queue.emptied:
 		case <-s.left:
-			return
-		case <-timer.C:
-			return
+			return false
+		case <-deadline:
+			return false
 		case <-force:
-			return
+			return false
 		}
+	}
+	select {
+	case <-s.left:
+		return false
+	default:
+		return true
 	}
 }
 
