@@ -111,7 +111,6 @@ func (s *subscription) setAccess(a Access) {
 	s.mu.Unlock()
 }
 
-
 func (s *subscription) end() {
 	s.mu.Lock()
 	s.endLocked()
