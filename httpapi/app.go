@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -33,6 +34,9 @@ type Config struct {
 	Hub            realtime.Options
 	TrustedProxies Proxies // peers trusted for X-Forwarded-For/-Proto; empty: none
 	Limits         Limits
+	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof there,
+	// on its own listener so it is never exposed on the public port.
+	PprofAddr string
 }
 
 // Run runs the server on ln until ctx ends, then shuts down: stop
@@ -147,6 +151,19 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 			}
 		}
 	})
+	if cfg.PprofAddr != "" {
+		pprofSrv := &http.Server{Addr: cfg.PprofAddr, Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := pprofSrv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve pprof: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error {
+			<-gctx.Done()
+			return pprofSrv.Close()
+		})
+	}
 	g.Go(func() error { return prune(gctx, pool, cfg.Retention, logger) })
 	g.Go(func() error {
 		hub.RunStatsPush(gctx, time.Second)
@@ -228,4 +245,14 @@ func markDelivered(ctx context.Context, pool db.Querier, ids <-chan int64, logge
 			logger.Error("mark notifications delivered", "err", err)
 		}
 	}
+}
+
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

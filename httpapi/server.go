@@ -4,15 +4,18 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -85,8 +88,12 @@ func (s *Server) Handler() http.Handler {
 	s.loginByEmail = newKeyedLimiter(time.Minute, s.Limits.LoginFailuresPerAccount)
 	s.conns = &connCounter{max: s.Limits.SocketsPerAddress}
 	s.upgrader = websocket.Upgrader{
-		ReadBufferSize:  4096,
-		WriteBufferSize: 4096,
+		// Zero sizes reuse the HTTP server's read buffer, and the pool
+		// lends write buffers only while a frame is written: an idle
+		// socket holds none.
+		ReadBufferSize:  0,
+		WriteBufferSize: 0,
+		WriteBufferPool: &sync.Pool{},
 		// Checked before Upgrade with a JSON 403; by then it has passed.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -437,9 +444,14 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusTooManyRequests, "too many sockets from this address")
 		return
 	}
-	defer s.conns.release(addr)
+	handedOff := false // once the socket's goroutine owns the count
+	defer func() {
+		if !handedOff {
+			s.conns.release(addr)
+		}
+	}()
 	p, authErr := s.principal(r)
-	conn, err := s.upgrader.Upgrade(w, r, nil)
+	conn, err := s.upgrader.Upgrade(batchingWriter{w}, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -455,6 +467,27 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The socket outlives the request: its context must not end with it,
-	// only with the hub's shutdown.
-	s.Hub.ServeConn(context.WithoutCancel(r.Context()), conn, p)
+	// only with the hub's shutdown. It runs on a fresh goroutine so that the
+	// handler's stack, grown by the session lookup, is not kept for the
+	// socket's lifetime.
+	handedOff = true
+	go func() {
+		defer s.conns.release(addr)
+		s.Hub.ServeConn(context.WithoutCancel(r.Context()), conn, p)
+	}()
+}
+
+// batchingWriter hands gorilla a connection that can batch frames.
+type batchingWriter struct{ http.ResponseWriter }
+
+func (b batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := b.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("connection cannot be hijacked")
+	}
+	conn, brw, err := h.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	return realtime.BatchingConn(conn), brw, nil
 }

@@ -3,6 +3,8 @@ package realtime
 import (
 	"context"
 	"errors"
+	"net"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -43,22 +45,35 @@ func (c *Client) writePump() {
 	ticker := time.NewTicker(c.hub.opts.pingPeriod())
 	defer ticker.Stop()
 	defer c.conn.Close()
+	bc, _ := c.conn.NetConn().(*batchConn)
 	var batch [][]byte
 	for {
 		select {
 		case <-c.queue.ready:
 			batch = c.queue.drain(batch[:0])
+			if bc != nil && len(batch) > 1 {
+				bc.begin()
+			}
 			for _, frame := range batch {
 				// A close requested meanwhile wins over queued frames: a
 				// slow client must not get its backlog first.
 				select {
 				case <-c.closing:
+					if bc != nil {
+						_ = bc.flush(time.Now().Add(c.hub.opts.WriteWait))
+					}
 					c.writeClose()
 					return
 				default:
 				}
 				_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
 				if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
+					c.closeWith(CloseGoingAway, "write failed")
+					return
+				}
+			}
+			if bc != nil {
+				if err := bc.flush(time.Now().Add(c.hub.opts.WriteWait)); err != nil {
 					c.closeWith(CloseGoingAway, "write failed")
 					return
 				}
@@ -119,4 +134,57 @@ func (c *Client) readPump(ctx context.Context) {
 		default:
 		}
 	}
+}
+
+// batchConn lets the write pump send a drained batch of frames with one
+// write instead of one per frame: during a batch, writes are buffered and
+// go out at flush. Outside a batch (control frames from gorilla's read
+// side, the close frame) writes pass straight through. gorilla holds its
+// own write lock across each frame, so frames never interleave.
+type batchConn struct {
+	net.Conn
+	mu       sync.Mutex
+	batching bool
+	buf      []byte
+}
+
+// BatchingConn wraps a hijacked connection for the write pump's batching.
+// httpapi hands it to gorilla's Upgrader through Hijack.
+func BatchingConn(c net.Conn) net.Conn { return &batchConn{Conn: c} }
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.batching {
+		b.buf = append(b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.batching = true
+	b.mu.Unlock()
+}
+
+// maxRetainedBatchBytes: a larger batch buffer is dropped after use, so a
+// burst does not pin memory on an idle socket.
+const maxRetainedBatchBytes = 64 << 10
+
+func (b *batchConn) flush(deadline time.Time) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.batching = false
+	if len(b.buf) == 0 {
+		return nil
+	}
+	_ = b.Conn.SetWriteDeadline(deadline)
+	_, err := b.Conn.Write(b.buf)
+	if cap(b.buf) > maxRetainedBatchBytes {
+		b.buf = nil
+	} else {
+		b.buf = b.buf[:0]
+	}
+	return err
 }

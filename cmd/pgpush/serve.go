@@ -50,6 +50,14 @@ func configFromEnv(getenv env) (httpapi.Config, error) {
 		}
 		cfg.TrustedProxies = proxies
 	}
+	if v := getenv("SOCKETS_PER_ADDRESS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("invalid SOCKETS_PER_ADDRESS %q: want a positive number", v)
+		}
+		cfg.Limits.SocketsPerAddress = n
+	}
+	cfg.PprofAddr = getenv("PPROF_ADDR")
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {

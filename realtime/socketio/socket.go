@@ -19,7 +19,7 @@ const MaxQueueBytes = 1 << 20
 
 // eventBuffer is how many incoming events wait for the OnConnect function
 // before the transport stops reading from the client (backpressure).
-const eventBuffer = 64
+const eventBuffer = 16
 
 var (
 	// ErrClosed is returned when sending on a socket that has ended.

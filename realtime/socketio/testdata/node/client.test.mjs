@@ -18,10 +18,12 @@ function connect(opts = {}) {
   return io(url, { reconnection: false, forceNew: true, timeout: waitMs, ...opts });
 }
 
-// once resolves with the arguments of emitter's next `event`.
+// once resolves with the arguments of emitter's next `event`. Its timer
+// is unref'd: a wait that is never settled must not keep node running.
 function once(emitter, event) {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`timed out waiting for ${event}`)), waitMs);
+    timer.unref();
     emitter.once(event, (...args) => {
       clearTimeout(timer);
       resolve(args);
