@@ -183,6 +183,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		<-gctx.Done()
 		shutdownCtx, done := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownWait)
 		defer done()
+		if serr := api.Shutdown(shutdownCtx); serr != nil {
+			logger.Warn("socket.io sessions still open at shutdown deadline", "err", serr)
+		}
 		err := srv.Shutdown(shutdownCtx)
 		if herr := hub.Shutdown(shutdownCtx); herr != nil {
 			logger.Warn("sockets still open at shutdown deadline", "err", herr)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/realtime"
+	"github.com/pgpush/pgpush/realtime/socketio"
 	"github.com/pgpush/pgpush/session"
 )
 
@@ -53,6 +54,7 @@ type Server struct {
 	Limits Limits
 
 	upgrader     websocket.Upgrader
+	socketIO     *socketio.Server
 	loginByAddr  *keyedLimiter
 	loginByEmail *keyedLimiter
 	conns        *connCounter
@@ -126,6 +128,17 @@ func (s *Server) Handler() http.Handler {
 	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
+	s.socketIO = &socketio.Server{
+		CheckRequest: func(r *http.Request) error {
+			if !s.originAllowed(r) {
+				return errors.New("origin not allowed")
+			}
+			return nil
+		},
+		OnConnect: s.serveSocketIO,
+		Logger:    s.Logger,
+	}
+	mux.Handle("/socket.io/", s.socketIO)
 	mux.HandleFunc("/{$}", s.root)
 	if s.Metrics != nil {
 		route("/metrics", map[string]http.HandlerFunc{http.MethodGet: s.Metrics.ServeHTTP})
@@ -475,6 +488,39 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		defer s.conns.release(addr)
 		s.Hub.ServeConn(context.WithoutCancel(r.Context()), conn, p)
 	}()
+}
+
+// serveSocketIO authenticates a Socket.IO client as /ws does (session
+// cookie, else anonymous when allowed, named by its auth payload) and
+// hands it to the hub.
+func (s *Server) serveSocketIO(sock *socketio.Socket) {
+	p, err := s.principal(sock.Request())
+	if err != nil {
+		if !errors.Is(err, session.ErrNoSession) {
+			s.Logger.Error("socket.io session", "err", err)
+		}
+		sock.Close("authentication required")
+		return
+	}
+	if p.Anonymous() {
+		var auth struct {
+			UserID   any    `json:"user_id"`
+			Username string `json:"username"`
+		}
+		if json.Unmarshal(sock.Auth(), &auth) == nil && auth.Username != "" {
+			p.Name = auth.Username
+		}
+	}
+	s.Hub.ServeSocketIO(context.Background(), sock, p)
+}
+
+// Shutdown ends Socket.IO sessions, including pending long-polls, which
+// http.Server.Shutdown would otherwise wait for.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.socketIO == nil {
+		return nil
+	}
+	return s.socketIO.Shutdown(ctx)
 }
 
 // batchingWriter hands gorilla a connection that can batch frames.
