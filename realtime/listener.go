@@ -136,6 +136,9 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
 			return fmt.Errorf("listen %q: %w", ch, err)
 		}
 	}
+	if err := l.sequencePrepared(ctx, conn); err != nil {
+		return err
+	}
 	if err := l.catchUp(ctx, conn); err != nil {
 		return err
 	}
@@ -157,7 +160,12 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
 			// Idle: reading the log doubles as the connection check, and
-			// catches any doorbell that was never rung.
+			// catches any doorbell that was never rung. Two-phase
+			// transactions committed since the last look get their commit
+			// numbers here.
+			if err := l.sequencePrepared(ctx, conn); err != nil {
+				return err
+			}
 			if err := l.catchUp(ctx, conn); err != nil {
 				return err
 			}
@@ -180,6 +188,15 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
 			}
 		}
 	}
+}
+
+// sequencePrepared numbers committed two-phase transactions (see
+// migration 00005), whose events carry no commit number of their own.
+func (l *Listener) sequencePrepared(ctx context.Context, conn *pgx.Conn) error {
+	if _, err := conn.Exec(ctx, `SELECT pgpush.sequence_prepared()`); err != nil {
+		return fmt.Errorf("sequence prepared transactions: %w", err)
+	}
+	return nil
 }
 
 // catchUp reads and dispatches everything after the cursor.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -369,5 +370,61 @@ func TestListenerStartFailsFast(t *testing.T) {
 		t.Fatal("Start on a missing database succeeded")
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start hung: %v", err)
+	}
+}
+
+// TestTwoPhaseCommit: a transaction that says it will be prepared can
+// PREPARE (no NOTIFY, no commit lock held), its events arrive only after
+// COMMIT PREPARED, and never after ROLLBACK PREPARED.
+func TestTwoPhaseCommit(t *testing.T) {
+	t.Parallel()
+	b := startListener(t)
+	ctx := context.Background()
+	prepare := func(gid string, n int) {
+		t.Helper()
+		conn, err := b.pool.Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release()
+		for _, sql := range []string{
+			`BEGIN`,
+			`SET LOCAL pgpush.two_phase = on`,
+			fmt.Sprintf(`INSERT INTO items (writer, n) VALUES (7, %d)`, n),
+			`PREPARE TRANSACTION '` + gid + `'`,
+		} {
+			if _, err := conn.Exec(ctx, sql); err != nil {
+				t.Fatalf("%s: %v", sql, err)
+			}
+		}
+	}
+	prepare("pgpush-2pc-commit", 1)
+	prepare("pgpush-2pc-rollback", 2)
+	// A plain transaction after the prepared ones is not held up by them.
+	if _, err := b.pool.Exec(ctx, `INSERT INTO items (writer, n) VALUES (8, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	first := b.collected.waitFor(t, "the plain insert", func(evs []*Event) bool { return len(evs) >= 1 })
+	if d := decodeItem(t, first[0]); d.Writer != 8 {
+		t.Fatalf("first event from writer %d, want the plain insert (8): prepared work must not arrive", d.Writer)
+	}
+	if _, err := b.pool.Exec(ctx, `ROLLBACK PREPARED 'pgpush-2pc-rollback'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.pool.Exec(ctx, `COMMIT PREPARED 'pgpush-2pc-commit'`); err != nil {
+		t.Fatal(err)
+	}
+	// The listener sequences it at its next idle check (1 s here).
+	evs := b.collected.waitFor(t, "the prepared insert", func(evs []*Event) bool { return len(evs) >= 2 })
+	if d := decodeItem(t, evs[1]); d.Writer != 7 || d.N != 1 {
+		t.Fatalf("second event %+v, want the committed prepared row (7, 1)", d)
+	}
+	// Marker: anything from the rolled-back one would come before it.
+	if _, err := b.pool.Exec(ctx, `INSERT INTO items (writer, n) VALUES (8, 2)`); err != nil {
+		t.Fatal(err)
+	}
+	evs = b.collected.waitFor(t, "the marker", func(evs []*Event) bool { return len(evs) >= 3 })
+	if d := decodeItem(t, evs[2]); d.Writer != 8 || len(evs) != 3 {
+		t.Fatalf("after COMMIT PREPARED got %+v (%d events), want only the marker", d, len(evs))
 	}
 }
