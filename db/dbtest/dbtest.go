@@ -227,40 +227,20 @@ func closeAdminPool() {
 // safe for concurrent use by parallel tests.
 func New(t testing.TB) string {
 	t.Helper()
-	if skipReason != "" {
-		t.Skip(skipReason)
-	}
-	if pgCluster == nil {
-		t.Fatal("dbtest: no cluster: call dbtest.Main from TestMain")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	pool, err := admin(ctx)
-	if err != nil {
-		t.Fatalf("dbtest: %v", err)
-	}
-
-	name := dbName(dbCounter.Add(1), t.Name())
-	ident := pgx.Identifier{name}.Sanitize()
-	if _, err := pool.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{templateDB}.Sanitize()); err != nil {
-		t.Fatalf("dbtest: create database %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		// t's context is done by now; cleanup gets its own deadline.
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-		defer cancel()
-		// FORCE ends sessions a test left open (PostgreSQL 13 and later).
-		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
-			t.Errorf("dbtest: drop database %s: %v", name, err)
-		}
-	})
-	return pgCluster.URL(name)
+	return createDatabase(t, templateDB)
 }
 
 // NewEmpty creates an empty database for t, copied from template0 and not
 // migrated, and returns its URL; migration tests start from it. Like New it
 // is dropped when t ends and is safe for concurrent use by parallel tests.
+// template0 rather than the default template1, which a cluster's owner may
+// have changed: an empty database must really be empty.
 func NewEmpty(t testing.TB) string {
+	t.Helper()
+	return createDatabase(t, "template0")
+}
+
+func createDatabase(t testing.TB, template string) string {
 	t.Helper()
 	if skipReason != "" {
 		t.Skip(skipReason)
@@ -277,14 +257,14 @@ func NewEmpty(t testing.TB) string {
 
 	name := dbName(dbCounter.Add(1), t.Name())
 	ident := pgx.Identifier{name}.Sanitize()
-	// template0 rather than the default template1, which a cluster's owner
-	// may have changed: an empty database must really be empty.
-	if _, err := pool.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE template0"); err != nil {
+	if _, err := pool.Exec(ctx, "CREATE DATABASE "+ident+" TEMPLATE "+pgx.Identifier{template}.Sanitize()); err != nil {
 		t.Fatalf("dbtest: create database %s: %v", name, err)
 	}
 	t.Cleanup(func() {
+		// t's context is done by now; cleanup gets its own deadline.
 		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 		defer cancel()
+		// FORCE ends sessions a test left open (PostgreSQL 13 and later).
 		if _, err := pool.Exec(ctx, "DROP DATABASE IF EXISTS "+ident+" WITH (FORCE)"); err != nil {
 			t.Errorf("dbtest: drop database %s: %v", name, err)
 		}
