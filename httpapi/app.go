@@ -34,6 +34,9 @@ type Config struct {
 	Hub            realtime.Options
 	TrustedProxies Proxies // peers trusted for X-Forwarded-For/-Proto; empty: none
 	Limits         Limits
+	// SessionCheckEvery is how often open sockets' sessions are checked
+	// against the database. 0 means 30s.
+	SessionCheckEvery time.Duration
 	// PprofAddr, when set (e.g. 127.0.0.1:6060), serves net/http/pprof there,
 	// on its own listener so it is never exposed on the public port.
 	PprofAddr string
@@ -67,6 +70,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 	}
 	if cfg.Retention <= 0 {
 		cfg.Retention = 24 * time.Hour
+	}
+	if cfg.SessionCheckEvery <= 0 {
+		cfg.SessionCheckEvery = 30 * time.Second
 	}
 	if cfg.Hub.Retention <= 0 {
 		cfg.Hub.Retention = cfg.Retention
@@ -114,7 +120,6 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		ListenerReady:  listener.Ready,
 		AllowedOrigins: cfg.AllowedOrigins,
 		Logger:         logger,
-		Started:        time.Now(),
 		Static:         web.Handler(),
 		Metrics:        newMetrics(hub, listener),
 		Proxies:        cfg.TrustedProxies,
@@ -135,6 +140,11 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return listener.Run(gctx, listenConn) })
 	g.Go(func() error {
+		// Grants are reloaded when announced; sessions are also checked
+		// every 30 s, which catches logouts announced while this
+		// instance's listener was reconnecting, and expired sessions.
+		sessionCheck := time.NewTicker(cfg.SessionCheckEvery)
+		defer sessionCheck.Stop()
 		for {
 			select {
 			case <-gctx.Done():
@@ -148,6 +158,16 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 				if !policy.AnonymousAllowed() {
 					hub.CloseAnonymous("authentication required")
 				}
+			case <-sessionCheck.C:
+			}
+			checked := hub.SessionIDs()
+			live, err := sessions.LiveSessions(gctx, checked)
+			if err != nil {
+				logger.Error("check sessions", "err", err)
+				continue
+			}
+			if n := hub.CloseEndedSessions(checked, live); n > 0 {
+				logger.Info("closed sockets of ended sessions", "count", n)
 			}
 		}
 	})

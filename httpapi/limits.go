@@ -41,6 +41,10 @@ func (k *keyedLimiter) refilled(key string, now time.Time) *bucket {
 		if len(k.buckets) >= maxKeys || now.Sub(k.swept) > time.Minute {
 			k.sweep(now)
 		}
+		if len(k.buckets) >= maxKeys {
+			// Still full of live keys: answer as if limited rather than grow.
+			return &bucket{tokens: 0, last: now}
+		}
 		b = &bucket{tokens: float64(k.burst), last: now}
 		k.buckets[key] = b
 		return b

@@ -42,8 +42,6 @@ type Server struct {
 	// open /ws from a browser. Empty means only the request's own host.
 	AllowedOrigins []string
 	Logger         *slog.Logger
-	// Started is when the process started, for uptime in /api/v1/stats.
-	Started time.Time
 	// Static serves the dashboard at / and /pgpush.js. Optional.
 	Static http.Handler
 	// Metrics serves /metrics. Optional.
@@ -223,16 +221,22 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	// locked out by the limit, a guesser is after a few tries. Tokens are
 	// taken before the password check and given back on success, so
 	// parallel guesses cannot all slip past the limit.
+	// An email that cannot be an account is refused before it becomes a
+	// limiter key: keys must stay small and few.
+	if session.ValidateEmail(body.Email) != nil {
+		writeError(w, http.StatusUnauthorized, "invalid email or password")
+		return
+	}
 	addr, account := s.Proxies.ClientIP(r), strings.ToLower(strings.TrimSpace(body.Email))
-	okAddr := s.loginByAddr.take(addr)
-	okAccount := s.loginByEmail.take(account)
-	if !okAddr || !okAccount {
-		if okAddr {
-			s.loginByAddr.refund(addr)
-		}
-		if okAccount {
-			s.loginByEmail.refund(account)
-		}
+	// The address is checked first, so a limited address cannot create
+	// per-account buckets at all.
+	if !s.loginByAddr.take(addr) {
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "too many failed logins, try again later")
+		return
+	}
+	if !s.loginByEmail.take(account) {
+		s.loginByAddr.refund(addr)
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, "too many failed logins, try again later")
 		return
@@ -352,8 +356,15 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"event" is required`)
 		return
 	}
-	if len(body.Data) > 0 && body.Data[0] != '{' && string(body.Data) != "null" {
+	if string(body.Data) == "null" {
+		body.Data = nil
+	}
+	if len(body.Data) > 0 && body.Data[0] != '{' {
 		writeError(w, http.StatusBadRequest, `"data" must be a JSON object`)
+		return
+	}
+	if realtime.ReservedChannel(channel) {
+		writeError(w, http.StatusForbidden, "rooms and notifications have their own messages (send-message, send-notification)")
 		return
 	}
 	access, err := s.Policy.Access(r.Context(), p, channel)
@@ -379,12 +390,7 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{
-		"connectedClients": s.Hub.ClientCount(),
-		"activeChannels":   len(s.Hub.ChannelCounts()),
-		"uptime":           time.Since(s.Started).Seconds(),
-		"timestamp":        time.Now().UTC().Format("2006-01-02T15:04:05.000Z"),
-	})
+	writeJSON(w, http.StatusOK, s.Hub.ServerStats())
 }
 
 // rooms lists chat rooms that hold messages (the chat-ws API).

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 )
@@ -161,9 +162,14 @@ func (c *Client) dispatch(ctx context.Context, msg clientMessage) {
 	}
 }
 
+// truncate shortens s to at most n bytes on a rune boundary, so the result
+// stays valid UTF-8 (PostgreSQL rejects anything else).
 func truncate(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }
@@ -190,6 +196,7 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		c.send(channelErrorFrame(msg.Channel, "too many subscriptions on this socket"))
 		return
 	}
+	gen := c.hub.authGen.Load()
 	access, err := c.hub.auth.Access(ctx, c.principal, msg.Channel)
 	if err != nil {
 		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))
@@ -202,6 +209,10 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 	c.subs[msg.Channel] = s
 	c.mu.Unlock()
 	upTo := c.hub.addSubscription(s)
+	if err := c.recheckAccess(ctx, s, gen); err != nil {
+		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))
+		return
+	}
 	c.send(subscribedFrame(msg.Channel, upTo))
 	if resume {
 		c.replay(ctx, s, since, upTo)
@@ -215,6 +226,11 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 	ctx, cancel := context.WithTimeout(ctx, c.hub.opts.ReplayTimeout)
 	defer cancel()
 	from, err := c.hub.store.PositionOf(ctx, since)
+	if err == nil {
+		s.mu.Lock()
+		s.after = from
+		s.mu.Unlock()
+	}
 	if errors.Is(err, ErrResyncRequired) {
 		c.send(channelFrame("resync_required", s.channel))
 		return
@@ -291,6 +307,22 @@ func (c *Client) unsubscribe(msg clientMessage) {
 	c.send(channelFrame("unsubscribed", msg.Channel))
 }
 
+// recheckAccess closes the gap between checking access and adding s: if
+// grants were reloaded meanwhile, Reauthorize may not have seen s, so check
+// again and undo the subscription when it is no longer allowed.
+func (c *Client) recheckAccess(ctx context.Context, s *subscription, gen uint64) error {
+	if c.hub.authGen.Load() == gen {
+		return nil
+	}
+	access, err := c.hub.auth.Access(ctx, c.principal, s.channel)
+	if err != nil {
+		c.leave(s.channel)
+		return err
+	}
+	s.setAccess(access)
+	return nil
+}
+
 // endSubscription ends s from outside the read pump (a revoked grant).
 func (c *Client) endSubscription(s *subscription, reason string) {
 	c.mu.Lock()
@@ -330,6 +362,10 @@ func (c *Client) publish(ctx context.Context, msg clientMessage) {
 	}
 	if data[0] != '{' {
 		c.send(channelErrorFrame(msg.Channel, `"data" must be a JSON object`))
+		return
+	}
+	if ReservedChannel(msg.Channel) {
+		c.send(channelErrorFrame(msg.Channel, "rooms and notifications have their own messages (send-message, send-notification)"))
 		return
 	}
 	access, err := c.hub.auth.Access(ctx, c.principal, msg.Channel)

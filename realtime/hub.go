@@ -147,7 +147,9 @@ type Hub struct {
 
 	clientsWG sync.WaitGroup
 	stats     Stats
-	latency   func(time.Duration)
+	// authGen counts grant reloads; a subscribe that raced one checks again.
+	authGen atomic.Uint64
+	latency func(time.Duration)
 }
 
 // Stats are the hub's running counters, read by /metrics.
@@ -241,15 +243,20 @@ func (h *Hub) Dispatch(events []*Event) {
 		}
 		h.stats.Delivered.Add(int64(delivered))
 		if delivered > 0 && ev.Name == NotificationEvent {
-			select {
-			case h.delivered <- ev.Pos.ID:
-			default:
-				h.log.Warn("notification delivery marks backed up", "event_id", ev.Pos.ID)
-			}
+			h.markDelivered(ev)
 		}
 		if h.latency != nil {
 			h.latency(time.Since(ev.Time))
 		}
+	}
+}
+
+// markDelivered queues a notification's id to be marked no longer pending.
+func (h *Hub) markDelivered(ev *Event) {
+	select {
+	case h.delivered <- ev.Pos.ID:
+	default:
+		h.log.Warn("notification delivery marks backed up", "event_id", ev.Pos.ID)
 	}
 }
 
@@ -271,6 +278,13 @@ func (h *Hub) ChannelCounts() map[string]int {
 	return out
 }
 
+// ChannelCount returns the number of live subscriptions to one channel.
+func (h *Hub) ChannelCount(channel string) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.channels[channel])
+}
+
 // ClientCount returns the number of open sockets.
 func (h *Hub) ClientCount() int {
 	h.mu.RLock()
@@ -283,27 +297,52 @@ func (h *Hub) CloseSession(sessionID string) int {
 	if sessionID == "" {
 		return 0
 	}
-	var victims []*Client
-	h.mu.RLock()
-	for c := range h.clients {
-		if c.principal.SessionID == sessionID {
-			victims = append(victims, c)
-		}
-	}
-	h.mu.RUnlock()
-	for _, c := range victims {
-		c.closeWith(ClosePolicyViolation, "session ended")
-	}
-	return len(victims)
+	return h.closeWhere(func(p *Principal) bool { return p.SessionID == sessionID }, "session ended")
 }
 
 // CloseAnonymous closes, with 1008, every socket without a session: called
 // when role anonymous no longer holds any grant.
 func (h *Hub) CloseAnonymous(reason string) int {
+	return h.closeWhere((*Principal).Anonymous, reason)
+}
+
+// CloseEndedSessions closes, with 1008, every socket whose session was
+// among checked but is not live: how an instance catches up on logouts it
+// could not hear (its listener was reconnecting) and on expired sessions.
+// Only checked sessions are judged, so a socket opened meanwhile is safe.
+func (h *Hub) CloseEndedSessions(checked []string, live map[string]bool) int {
+	ended := make(map[string]bool)
+	for _, id := range checked {
+		if !live[id] {
+			ended[id] = true
+		}
+	}
+	if len(ended) == 0 {
+		return 0
+	}
+	return h.closeWhere(func(p *Principal) bool { return ended[p.SessionID] }, "session ended")
+}
+
+// SessionIDs lists the sessions of the open sockets.
+func (h *Hub) SessionIDs() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	seen := map[string]bool{}
+	var ids []string
+	for c := range h.clients {
+		if id := c.principal.SessionID; id != "" && !seen[id] {
+			seen[id] = true
+			ids = append(ids, id)
+		}
+	}
+	return ids
+}
+
+func (h *Hub) closeWhere(match func(*Principal) bool, reason string) int {
 	var victims []*Client
 	h.mu.RLock()
 	for c := range h.clients {
-		if c.principal.Anonymous() {
+		if match(c.principal) {
 			victims = append(victims, c)
 		}
 	}
@@ -317,6 +356,7 @@ func (h *Hub) CloseAnonymous(reason string) int {
 // Reauthorize checks every live subscription against the current grants
 // and ends the ones that are no longer allowed, telling the client why.
 func (h *Hub) Reauthorize(ctx context.Context) {
+	h.authGen.Add(1)
 	var subs []*subscription
 	var clients []*Client
 	h.mu.RLock()
@@ -338,9 +378,13 @@ func (h *Hub) Reauthorize(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if errors.Is(err, ErrForbidden) || errors.Is(err, ErrUnknownChannel) {
-				s.client.endSubscription(s, "access to channel revoked")
+			// Fail closed: a subscription whose rights cannot be confirmed
+			// after a grant change ends; the client may subscribe again.
+			reason := "access to channel revoked"
+			if !errors.Is(err, ErrForbidden) && !errors.Is(err, ErrUnknownChannel) {
+				reason = "cannot check access right now, subscribe again"
 			}
+			s.client.endSubscription(s, reason)
 			continue
 		}
 		s.setAccess(access)

@@ -150,7 +150,15 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
 		// Grants or sessions may have changed while we were away.
 		l.Control("reload")
 	}
+	lastSweep := time.Now()
 	for {
+		if time.Since(lastSweep) >= l.idleCheck() {
+			// Also under steady traffic, when the idle branch never runs.
+			if err := l.sequencePrepared(ctx, conn); err != nil {
+				return err
+			}
+			lastSweep = time.Now()
+		}
 		waitCtx, cancel := context.WithTimeout(ctx, l.idleCheck())
 		n, err := conn.WaitForNotification(waitCtx)
 		cancel()
@@ -166,6 +174,7 @@ func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
 			if err := l.sequencePrepared(ctx, conn); err != nil {
 				return err
 			}
+			lastSweep = time.Now()
 			if err := l.catchUp(ctx, conn); err != nil {
 				return err
 			}

@@ -70,9 +70,16 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		return
 	}
 	channel := notifyPrefix + name
-	s, err := c.joinRaw(ctx, channel, false)
+	s, existing, err := c.joinRaw(ctx, channel, false)
 	if err != nil {
 		c.send(errorMessageFrame([]string{accessMessage(err, channel)}))
+		return
+	}
+	if existing {
+		// Already a member: pending notifications were claimed then.
+		c.send(dataFrame("channel-joined", map[string]any{
+			"channel": name, "clientCount": c.hub.ChannelCount(channel), "pendingCount": 0,
+		}))
 		return
 	}
 	// Hold live notifications until the pending ones are out, so the
@@ -83,7 +90,7 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	}
 	c.send(dataFrame("channel-joined", map[string]any{
 		"channel":      name,
-		"clientCount":  c.hub.ChannelCounts()[channel],
+		"clientCount":  c.hub.ChannelCount(channel),
 		"pendingCount": len(pending),
 	}))
 	// A claimed notification may also reach this member live (the

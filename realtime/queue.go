@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"sync"
 )
 
@@ -46,24 +45,6 @@ func (q *sendQueue) pushBelow(msg []byte, maxBytes, maxMessages int) bool {
 	q.mu.Unlock()
 	signal(q.ready)
 	return true
-}
-
-// pushPaced is for producers that can wait, such as a replay: it waits
-// until the queue is less than half full, leaving the other half to live
-// events, so that a replay never gets a socket closed as slow.
-func (q *sendQueue) pushPaced(ctx context.Context, closing <-chan struct{}, msg []byte) error {
-	for {
-		if q.pushBelow(msg, q.maxBytes/2, q.maxMessages/2) {
-			return nil
-		}
-		select {
-		case <-q.room:
-		case <-closing:
-			return errClientClosing
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
 }
 
 // drain takes everything queued. Only the write pump calls it.

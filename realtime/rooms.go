@@ -30,27 +30,28 @@ func (c *Client) senderName(given string) string {
 		return truncate(given, 100)
 	}
 	if c.principal.Name != "" {
-		return c.principal.Name
+		return truncate(c.principal.Name, 100)
 	}
 	return "anonymous"
 }
 
 // joinRaw subscribes to a room or notification channel whose events carry
-// their frame as data.
-func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*subscription, error) {
+// their frame as data. existing reports a subscription already there.
+func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (s *subscription, existing bool, err error) {
 	c.mu.Lock()
 	s, ok := c.subs[channel]
 	count := len(c.subs)
 	c.mu.Unlock()
 	if ok {
-		return s, nil
+		return s, true, nil
 	}
 	if count >= c.hub.opts.MaxSubscriptions {
-		return nil, errTooManySubscriptions
+		return nil, false, errTooManySubscriptions
 	}
+	gen := c.hub.authGen.Load()
 	access, err := c.hub.auth.Access(ctx, c.principal, channel)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	s = newSubscription(c, channel, access)
 	s.raw, s.skipOwn = true, skipOwn
@@ -58,7 +59,10 @@ func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*su
 	c.subs[channel] = s
 	c.mu.Unlock()
 	c.hub.addSubscription(s)
-	return s, nil
+	if err := c.recheckAccess(ctx, s, gen); err != nil {
+		return nil, false, err
+	}
+	return s, false, nil
 }
 
 // leave ends the subscription to channel, reporting whether there was one.
@@ -86,7 +90,7 @@ func (c *Client) joinRoom(ctx context.Context, msg clientMessage) {
 		return
 	}
 	channel := "room:" + msg.RoomID
-	s, err := c.joinRaw(ctx, channel, true)
+	s, _, err := c.joinRaw(ctx, channel, true)
 	if err != nil {
 		c.send(channelErrorFrame(channel, accessMessage(err, channel)))
 		return
@@ -129,10 +133,17 @@ func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
 	}
 	channel := "room:" + msg.RoomID
 	c.mu.Lock()
-	_, joined := c.subs[channel]
+	s, joined := c.subs[channel]
 	c.mu.Unlock()
 	if !joined {
 		c.send(errorFrame("join the room before sending to it"))
+		return
+	}
+	s.mu.Lock()
+	mayPublish := s.access.Publish
+	s.mu.Unlock()
+	if !mayPublish {
+		c.send(channelErrorFrame(channel, accessMessage(ErrForbidden, channel)))
 		return
 	}
 	if err := c.hub.store.SendRoomMessage(ctx, msg.RoomID, c.senderName(msg.From), msg.Message, c.origin()); err != nil {

@@ -37,21 +37,22 @@ func socketIOMessage(ev socketio.Event) clientMessage {
 // it shares channels, rooms and notifications with /ws clients.
 func (h *Hub) ServeSocketIO(ctx context.Context, s *socketio.Socket, p *Principal) {
 	c := h.newClient(p, true)
+	// Before register: connection-confirmed must be first.
+	c.refreshAccess(ctx)
+	// ChapFood's clients speak Socket.IO: they get server-stats pushes.
+	c.statsListener.Store(true)
+	c.send(dataFrame("connection-confirmed", map[string]any{
+		"socketId":   s.ID(),
+		"serverTime": time.Now().UTC().Format(timestampLayout),
+	}))
 	if !h.register(c) {
 		s.Close("server shutting down")
 		return
 	}
 	defer h.unregister(c)
 	h.stats.SocketsOpened.Add(1)
-	c.refreshAccess(ctx)
-	// ChapFood's clients speak Socket.IO: they get server-stats pushes.
-	c.statsListener.Store(true)
 	c.log.Info("socket.io client connected", "role", p.Role, "anonymous", p.Anonymous())
 
-	c.send(dataFrame("connection-confirmed", map[string]any{
-		"socketId":   s.ID(),
-		"serverTime": time.Now().UTC().Format(timestampLayout),
-	}))
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)

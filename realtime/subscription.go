@@ -2,6 +2,7 @@ package realtime
 
 import (
 	"encoding/json"
+	"strings"
 	"sync"
 
 	"github.com/pgpush/pgpush/triggers"
@@ -13,6 +14,13 @@ const BroadcastChannel = triggers.BroadcastChannel
 // NotifyEveryoneChannel carries notifications sent with no channel: every
 // socket allowed on it receives them, joined or not.
 const NotifyEveryoneChannel = "notify:*"
+
+// ReservedChannel reports whether channel carries frames rather than
+// events (rooms, notifications, broadcasts): generic publish may not write
+// there, or it could forge a chat message or a notification.
+func ReservedChannel(channel string) bool {
+	return strings.HasPrefix(channel, "room:") || strings.HasPrefix(channel, notifyPrefix) || strings.HasPrefix(channel, "pgpush:")
+}
 
 // NotificationEvent names notification events in the log.
 const NotificationEvent = "notification-received"
@@ -32,6 +40,9 @@ type subscription struct {
 	// skipIDs are events this socket already got another way (claimed
 	// pending notifications); set before the subscription goes live.
 	skipIDs map[int64]struct{}
+	// after is the resume point of a since-subscribe: on an instance whose
+	// listener is behind it, live events up to it are ones the client has.
+	after Position
 
 	mu      sync.Mutex
 	access  Access
@@ -70,7 +81,7 @@ func (s *subscription) offer(ev *Event) bool {
 	if s.ended || !s.visible(ev, s.access) {
 		return false
 	}
-	if _, skip := s.skipIDs[ev.Pos.ID]; skip {
+	if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
 		return false
 	}
 	if s.skipOwn && ev.Origin == s.client.origin() && (ev.Name == roomJoin || ev.Name == roomLeave) {
@@ -93,13 +104,16 @@ func (s *subscription) activate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range s.buffer {
-		if _, skip := s.skipIDs[ev.Pos.ID]; skip {
+		if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
 			continue
 		}
 		if !s.client.sendWire(ev.frame(s.client.socketIO, s.raw)) {
 			break
 		}
 		s.client.hub.stats.Delivered.Add(1)
+		if ev.Name == NotificationEvent {
+			s.client.hub.markDelivered(ev)
+		}
 	}
 	s.buffer = nil
 	s.pending = false

@@ -17,6 +17,10 @@ import (
 func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal) {
 	c := h.newClient(p, false)
 	c.conn = conn
+	// Before register: the connected frame must be first, ahead of any
+	// broadcast dispatched the moment the client is visible.
+	c.refreshAccess(ctx)
+	c.send(connectedFrame(p))
 	if !h.register(c) {
 		_ = conn.WriteControl(websocket.CloseMessage,
 			websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(h.opts.WriteWait))
@@ -25,10 +29,8 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal)
 	}
 	defer h.unregister(c)
 	h.stats.SocketsOpened.Add(1)
-	c.refreshAccess(ctx)
 	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
 
-	c.send(connectedFrame(p))
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)

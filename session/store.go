@@ -24,6 +24,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/pgpush/pgpush/triggers"
+
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -32,8 +34,8 @@ import (
 )
 
 // ControlChannel is the NOTIFY channel on which session ends are announced to
-// every instance.
-const ControlChannel = "pgpush_control"
+// every instance: the one channel for all control messages.
+const ControlChannel = triggers.ControlChannel
 
 // LogoutPayloadPrefix starts a ControlChannel payload that ends a session:
 // "logout:<session id>" means close every socket opened with that session id.
@@ -571,4 +573,29 @@ func decodeAttrs(raw []byte) (map[string]string, error) {
 		}
 	}
 	return attrs, nil
+}
+
+// LiveSessions reports which of ids are still valid sessions (not ended,
+// not expired, user not disabled). Instances use it to close sockets whose
+// session ended while they could not hear the announcement.
+func (s *Store) LiveSessions(ctx context.Context, ids []string) (map[string]bool, error) {
+	live := make(map[string]bool, len(ids))
+	if len(ids) == 0 {
+		return live, nil
+	}
+	rows, err := s.pool.Query(ctx, `
+		SELECT s.id FROM pgpush.sessions s JOIN pgpush.users u ON u.id = s.user_id
+		WHERE s.id = ANY($1) AND s.expires_at > now() AND u.disabled_at IS NULL`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("check sessions: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("check sessions: %w", err)
+		}
+		live[id] = true
+	}
+	return live, rows.Err()
 }

@@ -7,6 +7,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/pgpush/pgpush/httpapi"
 )
 
 // anonymous dials /ws without a cookie: the demo grants rooms and
@@ -178,4 +182,37 @@ func toStrings(list []any) []string {
 		out[i], _ = v.(string)
 	}
 	return out
+}
+
+// TestReservedChannelsRefuseGenericPublish: a generic publish cannot forge
+// a chat message or a notification, whose frames members get verbatim.
+func TestReservedChannelsRefuseGenericPublish(t *testing.T) {
+	t.Parallel()
+	_, url, password := newShop(t)
+	srv := startServer(t, url, nil)
+	anon := srv.anonymous(t)
+	for _, channel := range []string{"room:general", "notify:devops", "pgpush:broadcast"} {
+		anon.send(map[string]any{"type": "publish", "channel": channel, "event": "x",
+			"data": map[string]any{"type": "receive-message", "from": demoAdminEmail, "message": "forged"}})
+		if got := anon.expectType("error"); !strings.Contains(got["message"].(string), "send-message") {
+			t.Errorf("publish on %s: %v, want a refusal", channel, got)
+		}
+		resp, _ := srv.request(t, http.MethodPost, "/api/v1/channels/"+channel+"/events", srv.admin(t, password),
+			map[string]any{"event": "x", "data": map[string]any{}})
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST events on %s: %d, want 403", channel, resp.StatusCode)
+		}
+	}
+}
+
+// TestEndedSessionsAreSwept: a session that ends without its announcement
+// reaching this instance (deleted while the listener was away) still
+// closes its sockets, at the next session check.
+func TestEndedSessionsAreSwept(t *testing.T) {
+	t.Parallel()
+	pool, url, password := newShop(t)
+	srv := startServer(t, url, func(c *httpapi.Config) { c.SessionCheckEvery = 200 * time.Millisecond })
+	c := srv.connect(t, srv.admin(t, password))
+	exec(t, pool, `DELETE FROM pgpush.sessions`) // no NOTIFY: as if it were missed
+	c.expectClose(websocket.ClosePolicyViolation)
 }
