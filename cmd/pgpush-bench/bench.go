@@ -228,6 +228,9 @@ func (b *bench) insertWarm(ctx context.Context, n int) error {
 	return b.exec(ctx, insertSQL, int64(makeKey(warmWriter, n)), 0, "")
 }
 
+// socketsPerAddress is the servers' SOCKETS_PER_ADDRESS.
+const socketsPerAddress = 1_000_000
+
 // startServers replaces any running servers with n fresh pgpush servers,
 // so every scenario starts from a clean process.
 func (b *bench) startServers(ctx context.Context, n int) error {
@@ -239,24 +242,25 @@ func (b *bench) startServers(ctx context.Context, n int) error {
 		}
 		b.serverN++
 		name := fmt.Sprintf("pgpush-%d", b.serverN)
-		// The bench is the load balancer: sockets carry X-Forwarded-For
-		// (see target.Forwarded).
-		env := []string{"DATABASE_URL=" + b.dbURL, "SESSION_SECRET=" + b.secret, "LISTEN_ADDR=" + addr, "TRUSTED_PROXIES=127.0.0.1"}
-		bin, args := b.pgpushBin, []string{"serve", "--no-migrate"}
+		// Every bench socket comes from 127.0.0.1: lift the per-address cap
+		// (default 200) above any socket count a run opens.
+		env := []string{"DATABASE_URL=" + b.dbURL, "SESSION_SECRET=" + b.secret, "LISTEN_ADDR=" + addr,
+			"SOCKETS_PER_ADDRESS=" + strconv.Itoa(socketsPerAddress)}
+		var pprofAddr string
 		if dir := b.opts.ServerProfileDir; dir != "" {
-			if bin, err = os.Executable(); err != nil {
-				return fmt.Errorf("find the bench binary: %w", err)
-			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				return fmt.Errorf("make profile dir: %w", err)
 			}
-			args = nil
-			env = append(env, childEnv+"=serve", childProfileEnv+"="+filepath.Join(dir, name))
+			if pprofAddr, err = freeAddr(); err != nil {
+				return err
+			}
+			env = append(env, "PPROF_ADDR="+pprofAddr)
 		}
-		p, err := startProcess(ctx, name, bin, args, env, b.tmp, filepath.Join(b.tmp, name+".log"), addr, httpReady("/readyz"))
+		p, err := startProcess(ctx, name, b.pgpushBin, []string{"serve", "--no-migrate"}, env, b.tmp, filepath.Join(b.tmp, name+".log"), addr, httpReady("/readyz"))
 		if err != nil {
 			return err
 		}
+		p.pprofAddr = pprofAddr
 		b.servers = append(b.servers, p)
 	}
 	if b.cookie == nil {
@@ -284,7 +288,6 @@ func (b *bench) pgpushTargets() []target {
 			Header:    b.cookie,
 			Subscribe: []byte(`{"type":"subscribe","channel":"order_changes"}`),
 			Instance:  i,
-			Forwarded: true,
 		})
 	}
 	return ts

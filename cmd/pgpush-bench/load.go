@@ -120,20 +120,6 @@ type target struct {
 	Header    http.Header // the session cookie, if any
 	Subscribe []byte      // the subscribe frame; nil when the URL alone subscribes
 	Instance  int
-	// Forwarded gives each socket an X-Forwarded-For address, one per
-	// socketsPerAddress sockets, as clients behind a load balancer have:
-	// pgpush caps sockets per client address, and the server trusts
-	// 127.0.0.1 as its proxy (TRUSTED_PROXIES).
-	Forwarded bool
-}
-
-// socketsPerAddress stays below pgpush's default cap of 200 per address.
-const socketsPerAddress = 100
-
-// forwardedFor is the client address of socket i: 10.x.y.z.
-func forwardedFor(i int) string {
-	a := i / socketsPerAddress
-	return fmt.Sprintf("10.%d.%d.%d", a>>16&255, a>>8&255, a&255)
 }
 
 // subscriber is one socket. Only its reader goroutine touches recs until
@@ -157,16 +143,8 @@ var dialer = &websocket.Dialer{
 // dial opens a socket, subscribes and waits for the confirmation. A
 // subscribe answered with an error (the server may not have reloaded
 // the new trigger yet) is retried until ctx ends.
-func dial(ctx context.Context, t target, i int) (*subscriber, error) {
-	header := t.Header
-	if t.Forwarded {
-		header = header.Clone()
-		if header == nil {
-			header = http.Header{}
-		}
-		header.Set("X-Forwarded-For", forwardedFor(i))
-	}
-	conn, resp, err := dialer.DialContext(ctx, t.URL, header)
+func dial(ctx context.Context, t target) (*subscriber, error) {
+	conn, resp, err := dialer.DialContext(ctx, t.URL, t.Header)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("dial %s: %w (HTTP %d)", t.URL, err, resp.StatusCode)
@@ -263,7 +241,7 @@ func readAll(buf []byte, r io.Reader) ([]byte, error) {
 
 // dialAll opens n sockets spread round-robin over targets, a few at a
 // time, and starts a reader for each. It gives up at ctx's deadline.
-func dialAll(ctx context.Context, targets []target, offset, n, nWriters int, readers *sync.WaitGroup) ([]*subscriber, error) {
+func dialAll(ctx context.Context, targets []target, n, nWriters int, readers *sync.WaitGroup) ([]*subscriber, error) {
 	const parallel = 32
 	subs := make([]*subscriber, n)
 	sem := make(chan struct{}, parallel)
@@ -281,7 +259,7 @@ func dialAll(ctx context.Context, targets []target, offset, n, nWriters int, rea
 		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s, err := dial(ctx, targets[i%len(targets)], offset+i)
+			s, err := dial(ctx, targets[i%len(targets)])
 			if err != nil {
 				mu.Lock()
 				if firstErr == nil {

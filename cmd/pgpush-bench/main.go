@@ -22,13 +22,6 @@ import (
 )
 
 func main() {
-	if os.Getenv(childEnv) == "serve" {
-		if err := runProfiledServer(); err != nil {
-			fmt.Fprintf(os.Stderr, "pgpush-bench server: %v\n", err)
-			os.Exit(1)
-		}
-		return
-	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
@@ -77,7 +70,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.JSONPath, "json", "", "write every figure to this JSON file")
 	fs.StringVar(&o.PgpushBin, "pgpush-bin", "", "pgpush binary to run (default: go build ./cmd/pgpush)")
 	fs.StringVar(&o.EventservBin, "compare-eventserv", "", "pg_eventserv binary: also measure it on the same writers and subscribers")
-	fs.StringVar(&o.ServerProfileDir, "server-profile", "", "write CPU and heap profiles of each server here (runs pgpush's server assembly inside the bench binary)")
+	fs.StringVar(&o.ServerProfileDir, "server-profile", "", "write profiles of the pgpush servers here, taken through their PPROF_ADDR: CPU during each run's write phase, heap and goroutines of idle-10k; also the bench's own CPU")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}

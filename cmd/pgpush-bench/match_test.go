@@ -1,6 +1,7 @@
 package main
 
 import (
+	"math"
 	"slices"
 	"testing"
 )
@@ -138,20 +139,17 @@ func TestSplitStat(t *testing.T) {
 	}
 }
 
-func TestForwardedFor(t *testing.T) {
+func TestQuantileBound(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		socket int
-		want   string
-	}{
-		{0, "10.0.0.0"},
-		{socketsPerAddress - 1, "10.0.0.0"},
-		{socketsPerAddress, "10.0.0.1"},
-		{256 * socketsPerAddress, "10.0.1.0"},
-	}
-	for _, tt := range tests {
-		if got := forwardedFor(tt.socket); got != tt.want {
-			t.Fatalf("forwardedFor(%d)=%q, want %q", tt.socket, got, tt.want)
+	inf := math.Inf(1)
+	before := latencyHistogram{le: []float64{0.001, 0.01, inf}, count: []float64{10, 10, 10}}
+	after := latencyHistogram{le: []float64{0.001, 0.01, inf}, count: []float64{60, 108, 110}}
+	for _, tt := range []struct{ q, want float64 }{{0.5, 0.001}, {0.9, 0.01}, {0.99, inf}} {
+		if got := after.quantileBound(before, tt.q); got != tt.want {
+			t.Errorf("quantileBound(%g) = %g, want %g", tt.q, got, tt.want)
 		}
+	}
+	if got := after.quantileBound(latencyHistogram{}, 0.5); got != 0 {
+		t.Errorf("without a before histogram: %g, want 0", got)
 	}
 }

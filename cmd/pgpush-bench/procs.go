@@ -7,20 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	"github.com/pgpush/pgpush/httpapi"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times; it is
@@ -42,8 +37,7 @@ func raiseFileLimit() (uint64, error) {
 	return lim.Cur, nil
 }
 
-// process is a server child: pgpush serve, the in-process profiling
-// server, or pg_eventserv.
+// process is a server child: pgpush serve or pg_eventserv.
 type process struct {
 	name string
 	addr string // 127.0.0.1:port
@@ -51,6 +45,8 @@ type process struct {
 	done chan struct{}
 	err  error
 	log  *os.File
+	// pprofAddr is pgpush's PPROF_ADDR, set with --server-profile.
+	pprofAddr string
 }
 
 // freeAddr asks the kernel for an unused loopback port.
@@ -147,9 +143,10 @@ func tcpReady(ctx context.Context, addr string) bool {
 
 // procUsage is one process's resource use as /proc reports it.
 type procUsage struct {
-	RSSBytes  int64   // VmRSS
-	PeakBytes int64   // VmHWM
-	CPUSecs   float64 // utime + stime
+	RSSBytes      int64   // VmRSS
+	PeakBytes     int64   // VmHWM
+	CPUSecs       float64 // utime + stime
+	WriteSyscalls int64   // syscw of /proc/<pid>/io: write(2), sendto(2)… calls
 }
 
 func readUsage(pid int) (procUsage, error) {
@@ -172,6 +169,13 @@ func readUsage(pid int) (procUsage, error) {
 			u.RSSBytes = kb << 10
 		} else {
 			u.PeakBytes = kb << 10
+		}
+	}
+	if io, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid)); err == nil {
+		for line := range strings.SplitSeq(string(io), "\n") {
+			if v, ok := strings.CutPrefix(line, "syscw:"); ok {
+				u.WriteSyscalls, _ = strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			}
 		}
 	}
 	u.CPUSecs, err = cpuSeconds(pid)
@@ -321,56 +325,86 @@ func login(ctx context.Context, addr, email, password string) (http.Header, erro
 	return http.Header{"Cookie": {strings.Join(cookies, "; ")}}, nil
 }
 
-// Environment of the profiling child (see --server-profile).
-const (
-	childEnv        = "PGPUSH_BENCH_CHILD"
-	childProfileEnv = "PGPUSH_BENCH_PROFILE"
-)
+// fetchProfile saves the pprof endpoint path (e.g. "profile?seconds=20",
+// "heap?gc=1") of the server whose PPROF_ADDR is addr to file.
+func fetchProfile(ctx context.Context, addr, path, file string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/"+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 5 * time.Minute}).Do(req)
+	if err != nil {
+		return fmt.Errorf("fetch profile %s: %w", path, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return fmt.Errorf("fetch profile %s: HTTP %d: %s", path, resp.StatusCode, bytes.TrimSpace(msg))
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return fmt.Errorf("create profile file: %w", err)
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return fmt.Errorf("fetch profile %s: %w", path, err)
+	}
+	return f.Close()
+}
 
-// runProfiledServer is the bench binary re-executed as a server. pgpush
-// serve has no profiling knob, so --server-profile runs the very same
-// assembly `pgpush serve` runs (httpapi.Run, configured from the same
-// environment) inside a process that writes a CPU profile and, at exit, a
-// heap profile.
-func runProfiledServer() error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	prefix := os.Getenv(childProfileEnv)
-	cpu, err := os.Create(prefix + ".cpu.pprof")
+// latencyHistogram is pgpush_event_latency_seconds from a server's
+// /metrics: cumulative counts by upper bound (seconds), +Inf last.
+type latencyHistogram struct {
+	le    []float64
+	count []float64
+}
+
+func scrapeLatency(ctx context.Context, addr string) (latencyHistogram, error) {
+	var h latencyHistogram
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
 	if err != nil {
-		return err
+		return h, err
 	}
-	defer cpu.Close()
-	if err := pprof.StartCPUProfile(cpu); err != nil {
-		return err
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return h, err
 	}
-	cfg := httpapi.Config{
-		DatabaseURL:   os.Getenv("DATABASE_URL"),
-		ListenAddr:    os.Getenv("LISTEN_ADDR"),
-		SessionSecret: []byte(os.Getenv("SESSION_SECRET")),
-		Retention:     24 * time.Hour,
-		ShutdownWait:  10 * time.Second,
-		NoMigrate:     true,
-	}
-	if v := os.Getenv("TRUSTED_PROXIES"); v != "" {
-		proxies, err := httpapi.ParseProxies(v)
-		if err != nil {
-			pprof.StopCPUProfile()
-			return err
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	const prefix = `pgpush_event_latency_seconds_bucket{le="`
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), prefix)
+		if !ok {
+			continue
 		}
-		cfg.TrustedProxies = proxies
+		le, count, ok := strings.Cut(rest, `"} `)
+		if !ok {
+			continue
+		}
+		bound, err1 := strconv.ParseFloat(le, 64) // "+Inf" parses as +Inf
+		n, err2 := strconv.ParseFloat(strings.TrimSpace(count), 64)
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		h.le, h.count = append(h.le, bound), append(h.count, n)
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		pprof.StopCPUProfile()
-		return err
+	return h, sc.Err()
+}
+
+// quantileBound is the upper bound of the bucket holding quantile q of
+// the events counted between before and h (+Inf past the last bound).
+func (h latencyHistogram) quantileBound(before latencyHistogram, q float64) float64 {
+	if len(h.count) == 0 || len(before.count) != len(h.count) {
+		return 0
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	err = httpapi.Run(ctx, cfg, ln, logger, nil)
-	pprof.StopCPUProfile()
-	if heap, herr := os.Create(prefix + ".heap.pprof"); herr == nil {
-		_ = pprof.Lookup("heap").WriteTo(heap, 0)
-		heap.Close()
+	total := h.count[len(h.count)-1] - before.count[len(before.count)-1]
+	if total <= 0 {
+		return 0
 	}
-	return err
+	for i := range h.count {
+		if h.count[i]-before.count[i] >= q*total {
+			return h.le[i]
+		}
+	}
+	return h.le[len(h.le)-1]
 }

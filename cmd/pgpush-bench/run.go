@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"os"
 	"path/filepath"
+	"runtime/pprof"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -68,8 +72,24 @@ type result struct {
 	ServerCPUSecs   []float64 `json:"server_cpu_s,omitempty"`
 	IdleRSSPerConn  float64   `json:"rss_bytes_per_idle_socket,omitempty"`
 	PostgresCPUSecs float64   `json:"postgres_cpu_s"` // the throwaway cluster only; 0 with --database-url
-	HostCPUBusy     float64   `json:"host_cpu_busy"`  // 0..1 over the write phase, steal excluded
-	HostCPUSteal    float64   `json:"host_cpu_steal"` // 0..1: the hypervisor ran someone else
+	BenchCPUSecs    float64   `json:"bench_cpu_s"`    // this process: writers and receiving sockets
+	// OtherCPUSecs is the machine's busy CPU time from the writers' start
+	// to the end of the drain minus servers, bench and PostgreSQL: other
+	// processes competing for the cores.
+	OtherCPUSecs float64 `json:"other_cpu_s"`
+	// WriteSyscallsPerDelivery is the servers' write system calls from the
+	// writers' start to the end of the drain, per frame received.
+	WriteSyscallsPerDelivery float64 `json:"server_write_syscalls_per_delivery,omitempty"`
+	// ServerP50Ms and ServerP99Ms bound the server's own share of the
+	// latency, row insert to fan-out into socket queues, from its
+	// pgpush_event_latency_seconds histogram (the bucket's upper bound;
+	// -1: above the largest finite bucket).
+	ServerP50Ms  float64 `json:"server_queue_latency_p50_le_ms,omitempty"`
+	ServerP99Ms  float64 `json:"server_queue_latency_p99_le_ms,omitempty"`
+	HostCPUBusy  float64 `json:"host_cpu_busy"`  // 0..1 over the write phase, steal excluded
+	HostCPUSteal float64 `json:"host_cpu_steal"` // 0..1: the hypervisor ran someone else
+
+	Profiles []string `json:"profiles,omitempty"` // files written under --server-profile
 
 	Error string `json:"error,omitempty"`
 }
@@ -186,7 +206,12 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	for i, p := range procs {
 		before[i], _ = readUsage(p.pid())
 	}
+	var histBefore latencyHistogram
+	if s.Kind == kindPgpush && len(procs) == 1 {
+		histBefore, _ = scrapeLatency(ctx, procs[0].addr)
+	}
 	pgBefore := postgresCPUSeconds(b.postmaster)
+	benchBefore, _ := cpuSeconds(os.Getpid())
 	busy0, steal0, total0 := hostCPU()
 
 	var committed atomic.Int64
@@ -208,12 +233,15 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 			}
 		}
 	}()
+	profiled := b.profileCPU(ctx, s, procs)
+	stopSelfProfile := b.profileSelf(s)
 	writeStart := now()
 	log, elapsed, werr := runWriters(ctx, writeLoad{URL: b.dbURL, Writers: s.Writers, Rate: s.Rate,
 		Mode: s.Mode, Payload: s.Payload, Duration: time.Duration(s.Duration * float64(time.Second))}, &committed)
 	windowEnd := now()
 	stopSampling()
 	<-samplerDone
+	r.Profiles = append(profiled(), stopSelfProfile()...)
 	busy1, steal1, total1 := hostCPU()
 	if total1 > total0 {
 		r.HostCPUBusy = float64(busy1-busy0) / float64(total1-total0)
@@ -239,6 +267,11 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	r.DrainSeconds = time.Since(drainStart).Seconds()
 	pgAfter := postgresCPUSeconds(b.postmaster)
 	r.PostgresCPUSecs = pgAfter - pgBefore
+	if benchAfter, err := cpuSeconds(os.Getpid()); err == nil {
+		r.BenchCPUSecs = benchAfter - benchBefore
+	}
+	var serverCPU float64
+	var writeSyscalls int64
 	for i, p := range procs {
 		after, err := readUsage(p.pid())
 		if err != nil {
@@ -247,6 +280,17 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 		r.ServerRSS = append(r.ServerRSS, after.RSSBytes)
 		r.ServerPeakRSS = append(r.ServerPeakRSS, after.PeakBytes)
 		r.ServerCPUSecs = append(r.ServerCPUSecs, after.CPUSecs-before[i].CPUSecs)
+		serverCPU += after.CPUSecs - before[i].CPUSecs
+		writeSyscalls += after.WriteSyscalls - before[i].WriteSyscalls
+	}
+	if s.Kind == kindPgpush && len(procs) == 1 {
+		if h, err := scrapeLatency(ctx, procs[0].addr); err == nil {
+			r.ServerP50Ms = boundMs(h.quantileBound(histBefore, 0.5))
+			r.ServerP99Ms = boundMs(h.quantileBound(histBefore, 0.99))
+		}
+	}
+	if busy2, _, _ := hostCPU(); busy2 > busy0 {
+		r.OtherCPUSecs = max(0, float64(busy2-busy0)/clockTicks-serverCPU-r.BenchCPUSecs-r.PostgresCPUSecs)
 	}
 
 	if s.Kind == kindRelay {
@@ -288,6 +332,9 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	}
 	m := match(log, recs, windowEnd)
 	r.Expected, r.Delivered, r.DeliveredInWindow = m.Expected, m.Delivered, m.InWindow
+	if m.Delivered > 0 && writeSyscalls > 0 {
+		r.WriteSyscallsPerDelivery = float64(writeSyscalls) / float64(m.Delivered)
+	}
 	r.Lost, r.Duplicated, r.Unknown = m.Lost, m.Duplicated, m.Unknown
 	window := time.Duration(windowEnd - writeStart).Seconds()
 	r.DeliveredPerSec = float64(m.InWindow) / window
@@ -310,7 +357,7 @@ func (b *bench) openSockets(ctx context.Context, targets []target, s runSpec, re
 	dialCtx, cancel := context.WithTimeout(ctx, 4*time.Minute)
 	defer cancel()
 	first := min(len(targets), s.Subscribers)
-	subs, err := dialAll(dialCtx, targets, 0, first, s.Writers, readers)
+	subs, err := dialAll(dialCtx, targets, first, s.Writers, readers)
 	if err != nil {
 		return nil, err
 	}
@@ -336,7 +383,7 @@ func (b *bench) openSockets(ctx context.Context, targets []target, s runSpec, re
 		for i := range targets {
 			rest[i] = targets[(first+i)%len(targets)]
 		}
-		more, err := dialAll(dialCtx, rest, first, s.Subscribers-first, s.Writers, readers)
+		more, err := dialAll(dialCtx, rest, s.Subscribers-first, s.Writers, readers)
 		subs = append(subs, more...)
 		if err != nil {
 			return subs, err
@@ -419,6 +466,7 @@ func (b *bench) idle(ctx context.Context, s runSpec, targets []target, p *proces
 		if err != nil {
 			return err
 		}
+		r.Profiles = b.profileIdle(ctx, s, p)
 		for _, sub := range subs {
 			if sub.done.Load() {
 				r.ClosedEarly++
@@ -489,6 +537,9 @@ func (r *result) line() string {
 		}
 		if r.Kind == kindPgpush || r.Kind == kindEventserv {
 			fmt.Fprintf(&sb, ", latency p50 %.2f p90 %.2f p99 %.2f max %.1f ms", r.P50Ms, r.P90Ms, r.P99Ms, r.MaxMs)
+			if r.ServerP99Ms != 0 {
+				fmt.Fprintf(&sb, " (insert→server queue p50 %s p99 %s ms)", boundText(r.ServerP50Ms), boundText(r.ServerP99Ms))
+			}
 			if r.BacklogGrowing {
 				sb.WriteString(", BACKLOG GROWING")
 			}
@@ -499,8 +550,12 @@ func (r *result) line() string {
 				cpu += r.ServerCPUSecs[i]
 			}
 			fmt.Fprintf(&sb, ", server RSS %.1f MiB CPU %.1fs", mib(rss), cpu)
+			if r.WriteSyscallsPerDelivery > 0 {
+				fmt.Fprintf(&sb, " (%.2f write syscalls per delivery)", r.WriteSyscallsPerDelivery)
+			}
 		}
-		fmt.Fprintf(&sb, ", postgres CPU %.1fs, host busy %.0f%% steal %.0f%%", r.PostgresCPUSecs, 100*r.HostCPUBusy, 100*r.HostCPUSteal)
+		fmt.Fprintf(&sb, ", bench CPU %.1fs, postgres CPU %.1fs, other processes %.1fs, host busy %.0f%% steal %.0f%%",
+			r.BenchCPUSecs, r.PostgresCPUSecs, r.OtherCPUSecs, 100*r.HostCPUBusy, 100*r.HostCPUSteal)
 	}
 	if r.ClosedEarly > 0 {
 		fmt.Fprintf(&sb, ", %d sockets closed early %v", r.ClosedEarly, r.CloseReasons)
@@ -522,4 +577,103 @@ func first[T any](s []T) T {
 		return zero
 	}
 	return s[0]
+}
+
+// profileFile names a profile of run s on instance i.
+func (b *bench) profileFile(s runSpec, i int, what string) string {
+	return filepath.Join(b.opts.ServerProfileDir, fmt.Sprintf("%02d-%s-%s-inst%d.%s", len(b.results)+1, s.Scenario, s.Kind, i, what))
+}
+
+// profileCPU starts a CPU profile of every pgpush server for the write
+// phase (with --server-profile); the returned function waits for them and
+// returns the files written.
+func (b *bench) profileCPU(ctx context.Context, s runSpec, procs []*process) func() []string {
+	if b.opts.ServerProfileDir == "" || s.Kind != kindPgpush || s.Duration <= 0 {
+		return func() []string { return nil }
+	}
+	files := make([]string, len(procs))
+	var wg sync.WaitGroup
+	for i, p := range procs {
+		if p.pprofAddr == "" {
+			continue
+		}
+		file := b.profileFile(s, i, "cpu.pprof")
+		wg.Go(func() {
+			path := fmt.Sprintf("profile?seconds=%d", max(1, int(s.Duration)))
+			if err := fetchProfile(ctx, p.pprofAddr, path, file); err != nil {
+				fmt.Fprintf(b.out, "[%s] profile: %v\n", s.Scenario, err)
+				return
+			}
+			files[i] = file
+		})
+	}
+	return func() []string {
+		wg.Wait()
+		return slices.DeleteFunc(files, func(f string) bool { return f == "" })
+	}
+}
+
+// profileIdle saves the heap (after a GC), goroutine and memory-statistics
+// profiles of an idle pgpush server (with --server-profile).
+func (b *bench) profileIdle(ctx context.Context, s runSpec, p *process) []string {
+	if b.opts.ServerProfileDir == "" || p.pprofAddr == "" {
+		return nil
+	}
+	var files []string
+	for _, f := range []struct{ path, what string }{
+		{"heap?gc=1", "heap.pprof"},
+		{"heap?debug=1", "heap.txt"}, // ends with runtime.MemStats: stacks, heap, GC
+		{"goroutine", "goroutine.pprof"},
+		{"goroutine?debug=1", "goroutine.txt"},
+	} {
+		file := b.profileFile(s, 0, f.what)
+		if err := fetchProfile(ctx, p.pprofAddr, f.path, file); err != nil {
+			fmt.Fprintf(b.out, "[%s] profile: %v\n", s.Scenario, err)
+			continue
+		}
+		files = append(files, file)
+	}
+	return files
+}
+
+// profileSelf profiles this process (writers and receiving sockets) for
+// the write phase of a socket run (with --server-profile), to tell the
+// receivers' cost from the server's on a shared box.
+func (b *bench) profileSelf(s runSpec) func() []string {
+	if b.opts.ServerProfileDir == "" || (s.Kind != kindPgpush && s.Kind != kindEventserv) || s.Subscribers == 0 {
+		return func() []string { return nil }
+	}
+	file := filepath.Join(b.opts.ServerProfileDir, fmt.Sprintf("%02d-%s-%s-bench.cpu.pprof", len(b.results)+1, s.Scenario, s.Kind))
+	f, err := os.Create(file)
+	if err != nil {
+		fmt.Fprintf(b.out, "[%s] profile: %v\n", s.Scenario, err)
+		return func() []string { return nil }
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		fmt.Fprintf(b.out, "[%s] profile: %v\n", s.Scenario, err)
+		return func() []string { return nil }
+	}
+	return func() []string {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return nil
+		}
+		return []string{file}
+	}
+}
+
+// boundMs turns a histogram bound in seconds into milliseconds, -1 for +Inf.
+func boundMs(sec float64) float64 {
+	if math.IsInf(sec, 1) {
+		return -1
+	}
+	return 1000 * sec
+}
+
+func boundText(ms float64) string {
+	if ms < 0 {
+		return "> 10000"
+	}
+	return fmt.Sprintf("≤ %g", ms)
 }

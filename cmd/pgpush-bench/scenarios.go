@@ -93,9 +93,10 @@ func latency(subscribers int, rate float64, seconds float64) scenarioFunc {
 	}
 }
 
-// fanoutRates offer 150k, 300k, 450k and 600k deliveries/s to 10,000
-// sockets. "Max rate" is the highest rung delivered in full.
-var fanoutRates = []float64{15, 30, 45, 60}
+// fanoutRates offer 50k, 150k, 300k, 450k and 600k deliveries/s to 10,000
+// sockets. "Max rate" is the highest rung delivered in full with no
+// growing backlog; the climb stops at the first rung that is not.
+var fanoutRates = []float64{5, 15, 30, 45, 60}
 
 func fanout(ctx context.Context, b *bench) error {
 	if err := b.startServers(ctx, 1); err != nil {
@@ -106,7 +107,7 @@ func fanout(ctx context.Context, b *bench) error {
 		r := b.measure(ctx, b.spec("fanout-10k", kindPgpush, func(s *runSpec) {
 			s.Instances, s.Writers, s.Subscribers, s.Rate, s.Duration = 1, 1, 10000, rate, 15
 		}))
-		if r.Error != "" || r.Lost > 0 || r.DeliveredPerSec < 0.9*r.CommittedPerSec*float64(r.Subscribers) || b.opts.set["rate"] {
+		if r.Error != "" || r.Lost > 0 || r.BacklogGrowing || r.DeliveredPerSec < 0.9*r.CommittedPerSec*float64(r.Subscribers) || b.opts.set["rate"] {
 			break // past the limit (or the user fixed the rate): higher rungs only lose more
 		}
 		// A fresh server per rung: sockets closed as slow are not reused.
@@ -203,13 +204,17 @@ func evaluateTargets(results []*result) []targetResult {
 		best := -1.0
 		var desc []string
 		for _, r := range rs {
-			desc = append(desc, fmt.Sprintf("%g rows/s→%.0f/s lost %d", r.Rate, r.DeliveredPerSec, r.Lost))
-			if r.Lost == 0 && r.ClosedEarly == 0 && r.DeliveredPerSec > best {
+			growing := ""
+			if r.BacklogGrowing {
+				growing = " backlog growing"
+			}
+			desc = append(desc, fmt.Sprintf("%g rows/s→%.0f/s lost %d%s", r.Rate, r.DeliveredPerSec, r.Lost, growing))
+			if r.Lost == 0 && r.ClosedEarly == 0 && !r.BacklogGrowing && r.DeliveredPerSec > best {
 				best = r.DeliveredPerSec
 			}
 		}
 		ts = append(ts, targetResult{"fan-out, 10,000 sockets, nothing lost", "≥ 300,000 deliveries/s",
-			fmt.Sprintf("%.0f/s sustained without loss (%s)", max(best, 0), strings.Join(desc, "; ")), max(best, 0) / 300000, best >= 300000})
+			fmt.Sprintf("%.0f/s sustained (nothing lost, no growing backlog) (%s)", max(best, 0), strings.Join(desc, "; ")), max(best, 0) / 300000, best >= 300000})
 	}
 	if rs := find("idle-10k", kindPgpush); len(rs) > 0 {
 		kib := rs[0].IdleRSSPerConn / 1024
