@@ -37,6 +37,9 @@ type Client struct {
 	// statsListener: the client used the notification features, so it
 	// gets server-stats pushes.
 	statsListener atomic.Bool
+	// wakeMark is the fan-out round that last queued to this client; only
+	// Dispatch's goroutine touches it.
+	wakeMark uint64
 	// notifyEveryone caches whether the principal may receive
 	// notifications sent to everyone; refreshed when grants change.
 	notifyEveryone atomic.Bool
@@ -88,15 +91,25 @@ func (c *Client) send(frame []byte) bool {
 	return c.sendWire(frame)
 }
 
-// sendWire queues a frame already in this client's wire form. A full queue
-// means the peer is too slow: it is closed with 1013 and the caller moves on.
+// sendWire queues a frame already in this client's wire form and wakes
+// the writer. A full queue means the peer is too slow: it is closed with
+// 1013 and the caller moves on.
 func (c *Client) sendWire(frame []byte) bool {
+	if !c.queueWire(frame) {
+		return false
+	}
+	signal(c.queue.ready)
+	return true
+}
+
+// queueWire is sendWire without the wake-up; the caller wakes the writer.
+func (c *Client) queueWire(frame []byte) bool {
 	select {
 	case <-c.closing:
 		return false
 	default:
 	}
-	if !c.queue.push(frame) {
+	if !c.queue.pushQuiet(frame, c.queue.maxBytes, c.queue.maxMessages) {
 		c.hub.stats.DroppedSlow.Add(1)
 		if c.closeWith(CloseTryAgainLater, "client too slow") {
 			c.hub.stats.SlowDisconnects.Add(1)

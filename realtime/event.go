@@ -6,6 +6,7 @@ package realtime
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"math/big"
 	"strconv"
 	"strings"
@@ -127,6 +128,9 @@ func (e *Event) Field(name string) (json.RawMessage, bool) {
 // jsonEqual compares two JSON values by meaning: 45 equals 45.0, key order
 // and white space do not matter.
 func jsonEqual(a, b json.RawMessage) bool {
+	if bytes.Equal(a, b) && len(a) > 0 {
+		return json.Valid(a) // the common case, without decoding
+	}
 	va, okA := decodeValue(a)
 	vb, okB := decodeValue(b)
 	return okA && okB && valuesEqual(va, vb)
@@ -138,6 +142,9 @@ func decodeValue(raw json.RawMessage) (any, bool) {
 	var v any
 	if err := dec.Decode(&v); err != nil {
 		return nil, false
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, false // trailing data: "000" is not a JSON value
 	}
 	return v, true
 }
@@ -196,6 +203,13 @@ func numbersEqual(a, b json.Number) bool {
 // matchesAttr reports whether a data field equals a user attribute, which
 // is always a string: "45" matches both 45 and "45".
 func matchesAttr(field json.RawMessage, attr string) bool {
+	// Fast paths for the common shapes: a plain string or the same number.
+	if n := len(field); n >= 2 && field[0] == '"' && field[n-1] == '"' && bytes.IndexByte(field, '\\') < 0 {
+		return string(field[1:n-1]) == attr
+	}
+	if string(field) == attr && attr != "" && (attr[0] == '-' || attr[0] >= '0' && attr[0] <= '9') {
+		return json.Valid(field)
+	}
 	v, ok := decodeValue(field)
 	if !ok {
 		return false

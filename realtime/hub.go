@@ -149,6 +149,8 @@ type Hub struct {
 	stats     Stats
 	// authGen counts grant reloads; a subscribe that raced one checks again.
 	authGen atomic.Uint64
+	// wakeRound numbers Dispatch's wake-up rounds; only Dispatch touches it.
+	wakeRound uint64
 	latency func(time.Duration)
 }
 
@@ -196,12 +198,35 @@ func (h *Hub) SetPosition(p Position) {
 	h.mu.Unlock()
 }
 
+// wakeEvery is how many events Dispatch queues before waking writers.
+const wakeEvery = 32
+
 // Dispatch hands events, in delivery order, to their subscribers. Only the
 // listener calls it, from one goroutine.
 func (h *Hub) Dispatch(events []*Event) {
 	var subs []*subscription
 	var clients []*Client
-	for _, ev := range events {
+	// Writers are woken once per run of events, not once per frame.
+	var woken []*Client
+	h.wakeRound++
+	touch := func(c *Client) {
+		if c.wakeMark != h.wakeRound {
+			c.wakeMark = h.wakeRound
+			woken = append(woken, c)
+		}
+	}
+	wake := func() {
+		for _, c := range woken {
+			signal(c.queue.ready)
+		}
+		woken = woken[:0]
+		h.wakeRound++
+	}
+	defer wake()
+	for i, ev := range events {
+		if i > 0 && i%wakeEvery == 0 {
+			wake() // bounds the delay a long batch adds to its first events
+		}
 		h.stats.Received.Add(1)
 		subs = subs[:0]
 		clients = clients[:0]
@@ -224,20 +249,23 @@ func (h *Hub) Dispatch(events []*Event) {
 		switch ev.Channel {
 		case BroadcastChannel:
 			for _, c := range clients {
-				if c.sendWire(ev.broadcastFrame(c.socketIO)) {
+				if c.queueWire(ev.broadcastFrame(c.socketIO)) {
 					delivered++
+					touch(c)
 				}
 			}
 		case NotifyEveryoneChannel:
 			for _, c := range clients {
-				if c.mayReceive(NotifyEveryoneChannel) && c.sendWire(ev.frame(c.socketIO, true)) {
+				if c.mayReceive(NotifyEveryoneChannel) && c.queueWire(ev.frame(c.socketIO, true)) {
 					delivered++
+					touch(c)
 				}
 			}
 		default:
 			for _, s := range subs {
 				if s.offer(ev) {
 					delivered++
+					touch(s.client)
 				}
 			}
 		}

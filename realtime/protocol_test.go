@@ -171,18 +171,20 @@ func TestBackoff(t *testing.T) {
 
 func TestSendQueueCaps(t *testing.T) {
 	t.Parallel()
-	q := newSendQueue(100, 3)
+	q := newSendQueue(100, 6)
 	big := make([]byte, 150)
-	if !q.push(big) {
-		t.Fatal("a single frame over the byte cap must still be queued when the queue is empty")
+	for i := range minQueuedFrames {
+		if !q.push(big) {
+			t.Fatalf("frame %d over the byte cap refused; the first %d must always be queued", i, minQueuedFrames)
+		}
 	}
 	if q.push([]byte("x")) {
 		t.Fatal("push over the byte cap succeeded")
 	}
-	if got := len(q.drain(nil)); got != 1 {
-		t.Fatalf("drain() = %d frames, want 1", got)
+	if got := len(q.drain(nil)); got != minQueuedFrames {
+		t.Fatalf("drain() = %d frames, want %d", got, minQueuedFrames)
 	}
-	for i := range 3 {
+	for i := range 6 {
 		if !q.push([]byte("x")) {
 			t.Fatalf("push %d failed below the caps", i)
 		}

@@ -20,6 +20,12 @@ type sendQueue struct {
 	room  chan struct{} // one token: the write pump just drained
 }
 
+// minQueuedFrames frames are always accepted, whatever their size: one
+// large row produces two frames for a socket that also gets the broadcast
+// feed, and a row of any size must arrive whole. The bound on a slow
+// socket's memory is then this many frames of the largest row, plus the cap.
+const minQueuedFrames = 4
+
 func newSendQueue(maxBytes, maxMessages int) *sendQueue {
 	return &sendQueue{
 		maxBytes:    maxBytes,
@@ -29,21 +35,31 @@ func newSendQueue(maxBytes, maxMessages int) *sendQueue {
 	}
 }
 
-// push appends msg unless that would pass the caps; it reports success.
+// push appends msg unless that would pass the caps, and wakes the writer;
+// it reports success.
 func (q *sendQueue) push(msg []byte) bool {
 	return q.pushBelow(msg, q.maxBytes, q.maxMessages)
 }
 
 func (q *sendQueue) pushBelow(msg []byte, maxBytes, maxMessages int) bool {
+	if !q.pushQuiet(msg, maxBytes, maxMessages) {
+		return false
+	}
+	signal(q.ready)
+	return true
+}
+
+// pushQuiet appends without waking the writer: the fan-out queues a run of
+// events first and wakes each writer once, so that a busy socket gets
+// them in one write instead of one write per frame.
+func (q *sendQueue) pushQuiet(msg []byte, maxBytes, maxMessages int) bool {
 	q.mu.Lock()
-	if len(q.msgs) > 0 && (q.bytes+len(msg) > maxBytes || len(q.msgs)+1 > maxMessages) {
-		q.mu.Unlock()
+	defer q.mu.Unlock()
+	if len(q.msgs) >= minQueuedFrames && (q.bytes+len(msg) > maxBytes || len(q.msgs)+1 > maxMessages) {
 		return false
 	}
 	q.msgs = append(q.msgs, msg)
 	q.bytes += len(msg)
-	q.mu.Unlock()
-	signal(q.ready)
 	return true
 }
 

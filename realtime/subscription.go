@@ -73,8 +73,9 @@ func (s *subscription) visible(ev *Event, access Access) bool {
 	return true
 }
 
-// offer delivers ev if the subscriber may see it, and reports whether it
-// was queued (or held for after the replay). Called by Dispatch.
+// offer queues ev if the subscriber may see it, and reports whether it was
+// queued; Dispatch wakes the writer afterwards. Events held for after a
+// replay report false: activate sends and counts them.
 func (s *subscription) offer(ev *Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -96,7 +97,7 @@ func (s *subscription) offer(ev *Event) bool {
 		s.buffer = append(s.buffer, ev)
 		return false // counted as delivered when activate sends it
 	}
-	return s.client.sendWire(ev.frame(s.client.socketIO, s.raw))
+	return s.client.queueWire(ev.frame(s.client.socketIO, s.raw))
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.
