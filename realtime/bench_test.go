@@ -20,7 +20,7 @@ func (allowAll) Access(context.Context, *Principal, string) (Access, error) { re
 
 var benchRow = db.EventRow{
 	Seq: 1, ID: 1842, Channel: "order_changes", Event: "order:updated",
-	Data: []byte(`{"id":123,"order_number":"ORD-1234567890","status":"processing","payment_status":"paid","total":99.99,"customer_id":45,"currency":"USD","changed_fields":{"status":"processing","payment_status":"paid"}}`),
+	Data:      []byte(`{"id":123,"order_number":"ORD-1234567890","status":"processing","payment_status":"paid","total":99.99,"customer_id":45,"currency":"USD","changed_fields":{"status":"processing","payment_status":"paid"}}`),
 	CreatedAt: time.Date(2026, 1, 25, 10, 30, 0, 0, time.UTC),
 }
 

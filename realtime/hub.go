@@ -151,7 +151,7 @@ type Hub struct {
 	authGen atomic.Uint64
 	// wakeRound numbers Dispatch's wake-up rounds; only Dispatch touches it.
 	wakeRound uint64
-	latency func(time.Duration)
+	latency   func(time.Duration)
 }
 
 // Stats are the hub's running counters, read by /metrics.
