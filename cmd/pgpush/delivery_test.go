@@ -3,11 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -162,27 +160,7 @@ func TestSlowClientDoesNotStallOthers(t *testing.T) {
 	})
 	cookie := srv.admin(t, password)
 
-	// A small receive buffer keeps the kernel from absorbing the backlog,
-	// so the server's queue is what fills.
-	// Set before connecting: shrinking it on an open connection makes the
-	// kernel drop data and fall into retransmission timeouts.
-	smallBuffer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	dialer := websocket.Dialer{NetDialContext: smallBuffer.DialContext}
-	stalledConn, _, err := dialer.Dial(srv.wsURL("/ws"), http.Header{"Cookie": {cookie.String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalledConn.Close()
-	stalled := &wsClient{t: t, conn: stalledConn}
-	stalled.expectType("connected")
+	stalled := srv.dialStalled(t, cookie)
 	stalled.subscribe("customer_changes")
 	stalled.subscribe("order_changes")
 

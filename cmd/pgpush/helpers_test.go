@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -54,6 +55,12 @@ func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Disca
 // startServer runs serve in-process on a free port against dbURL.
 func startServer(t *testing.T, dbURL string, mutate func(*httpapi.Config)) *testServer {
 	t.Helper()
+	return startServerLogged(t, dbURL, mutate, io.Discard)
+}
+
+// startServerLogged is startServer with the server's debug log in logs.
+func startServerLogged(t *testing.T, dbURL string, mutate func(*httpapi.Config), logs io.Writer) *testServer {
+	t.Helper()
 	cfg := httpapi.Config{
 		DatabaseURL:   dbURL,
 		SessionSecret: []byte("test-secret-test-secret-test-secret!"),
@@ -71,7 +78,8 @@ func startServer(t *testing.T, dbURL string, mutate func(*httpapi.Config)) *test
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &testServer{base: "http://" + ln.Addr().String(), dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
 	started := make(chan struct{})
-	go func() { s.done <- httpapi.Run(ctx, cfg, ln, discardLogger(), func() { close(started) }) }()
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	go func() { s.done <- httpapi.Run(ctx, cfg, ln, logger, func() { close(started) }) }()
 	select {
 	case <-started:
 	case err := <-s.done:
@@ -291,4 +299,30 @@ func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// dialStalled opens a socket with a 4 KiB receive buffer, so that a client
+// that stops reading fills the server's queue rather than the kernel's.
+// The buffer is set before connecting: shrinking it on an open connection
+// makes the kernel drop data and fall into retransmission timeouts.
+func (s *testServer) dialStalled(t *testing.T, cookie *http.Cookie) *wsClient {
+	t.Helper()
+	smallBuffer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+		}); err != nil {
+			return err
+		}
+		return serr
+	}}
+	dialer := websocket.Dialer{NetDialContext: smallBuffer.DialContext}
+	conn, _, err := dialer.Dial(s.wsURL("/ws"), http.Header{"Cookie": {cookie.String()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	c := &wsClient{t: t, conn: conn}
+	c.expectType("connected")
+	return c
 }

@@ -9,14 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -700,31 +698,7 @@ func (b *syncBuffer) String() string {
 // only logs it, so a panic there would not crash the test.
 func secStartServer(t *testing.T, dbURL string, logs io.Writer) *testServer {
 	t.Helper()
-	cfg := httpapi.Config{
-		DatabaseURL:   dbURL,
-		SessionSecret: []byte("test-secret-test-secret-test-secret!"),
-		Retention:     time.Hour,
-		ShutdownWait:  5 * time.Second,
-		HashCost:      bcrypt.MinCost,
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s := &testServer{base: "http://" + ln.Addr().String(), dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
-	started := make(chan struct{})
-	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { s.done <- httpapi.Run(ctx, cfg, ln, logger, func() { close(started) }) }()
-	select {
-	case <-started:
-	case err := <-s.done:
-		t.Fatalf("serve: %v", err)
-	case <-time.After(waitTimeout):
-		t.Fatal("server did not start")
-	}
-	t.Cleanup(func() { s.stop(t) })
-	return s
+	return startServerLogged(t, dbURL, nil, logs)
 }
 
 // secRawDial opens a plain TCP connection to the server, closed before
@@ -958,23 +932,7 @@ func TestRevokeDuringReplay(t *testing.T) {
 	observer.expectEvent("customer:created") // the big orders are dispatched
 	observer.subscribe("order_changes")
 
-	smallBuffer := &net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		var serr error
-		if err := rc.Control(func(fd uintptr) {
-			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
-		}); err != nil {
-			return err
-		}
-		return serr
-	}}
-	dialer := websocket.Dialer{NetDialContext: smallBuffer.DialContext}
-	conn, _, err := dialer.Dial(srv.wsURL("/ws"), http.Header{"Cookie": {cookie.String()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	r := &wsClient{t: t, conn: conn}
-	r.expectType("connected")
+	r := srv.dialStalled(t, cookie)
 	r.send(map[string]any{"type": "subscribe", "channel": "order_changes", "since": since})
 	r.expectType("subscribed")
 	r.expectEvent("order:created") // the replay has begun; now r stops reading
