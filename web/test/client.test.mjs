@@ -137,24 +137,28 @@ describe('pgpush.js with a real server', { timeout: 60_000 }, () => {
         .filter((e) => e.event === 'order:created')
         .map((e) => String(e.data.id));
 
-    await waitFor('events before the restart', () => createdIds().length >= 5);
-    const closesBefore = closes.length;
-    const subscribedBefore = subscribed.length;
-    await server.stop('SIGTERM');
-    await waitFor('the client to see the connection close', () => closes.length > closesBefore);
-    assert.equal(closes.at(-1).willReconnect, true, `close ${JSON.stringify(closes.at(-1))}`);
+    let insertedWhileDown = 0;
+    try {
+      await waitFor('events before the restart', () => createdIds().length >= 5);
+      const closesBefore = closes.length;
+      const subscribedBefore = subscribed.length;
+      await server.stop('SIGTERM');
+      await waitFor('the client to see the connection close', () => closes.length > closesBefore);
+      assert.equal(closes.at(-1).willReconnect, true, `close ${JSON.stringify(closes.at(-1))}`);
 
-    const insertedWhileDown = inserted.length;
-    await waitFor('rows committed while the server is down', () => inserted.length >= insertedWhileDown + 5);
-    await server.start();
-    await waitFor('the client to re-subscribe', () =>
-      subscribed.slice(subscribedBefore).find((s) => s.channel === 'order_changes'),
-    );
-    assert.equal(subscribed.at(-1).resumed, true, 're-subscribed without since');
-    const insertedAtResume = inserted.length;
-    await waitFor('rows committed after the restart', () => inserted.length >= insertedAtResume + 5);
-    stop = true;
-    await writer;
+      insertedWhileDown = inserted.length;
+      await waitFor('rows committed while the server is down', () => inserted.length >= insertedWhileDown + 5);
+      await server.start();
+      await waitFor('the client to re-subscribe', () =>
+        subscribed.slice(subscribedBefore).find((s) => s.channel === 'order_changes'),
+      );
+      assert.equal(subscribed.at(-1).resumed, true, 're-subscribed without since');
+      const insertedAtResume = inserted.length;
+      await waitFor('rows committed after the restart', () => inserted.length >= insertedAtResume + 5);
+    } finally {
+      stop = true; // a failed wait must not leave the writer running
+      await writer;
+    }
     assert.equal(writerError, null);
 
     await waitFor(`all ${inserted.length} rows`, () => createdIds().length >= inserted.length);

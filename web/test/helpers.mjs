@@ -62,6 +62,10 @@ export function run(file, args, opts = {}) {
         else resolve(stdout);
       },
     );
+    // A child that does not read its input (psql -c) may exit before the
+    // write: that EPIPE is harmless, and real failures show in the exit
+    // status. Unhandled, it would crash the test run.
+    child.stdin.on('error', () => {});
     child.stdin.end(opts.input ?? '');
   });
 }
