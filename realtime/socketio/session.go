@@ -201,22 +201,40 @@ func (s *session) send(p []byte) error {
 	return nil
 }
 
-// servePoll answers a polling GET with the queued packets, waiting for
-// some (a ping comes every pingInterval).
-func (s *session) servePoll(w http.ResponseWriter, r *http.Request) {
+// enterPoll claims one of the session's two polling slots (busy is
+// s.getting or s.posting). A second request on a busy slot closes the
+// session, as the reference server does; a refused request is answered here.
+func (s *session) enterPoll(w http.ResponseWriter, busy *bool) (release func(), ok bool) {
 	s.mu.Lock()
 	switch {
 	case s.transport != transportPolling:
 		s.mu.Unlock()
 		httpError(w, http.StatusBadRequest, "session uses another transport")
-		return
-	case s.getting:
+		return nil, false
+	case *busy:
 		s.mu.Unlock()
 		httpError(w, http.StatusBadRequest, "overlapping polling request")
 		s.close("overlapping polling request", false)
+		return nil, false
+	}
+	*busy = true
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		*busy = false
+		s.mu.Unlock()
+	}, true
+}
+
+// servePoll answers a polling GET with the queued packets, waiting for
+// some (a ping comes every pingInterval).
+func (s *session) servePoll(w http.ResponseWriter, r *http.Request) {
+	release, ok := s.enterPoll(w, &s.getting)
+	if !ok {
 		return
 	}
-	s.getting = true
+	defer release()
+	s.mu.Lock()
 	probing := s.probing
 	var noop <-chan time.Time
 	if s.upgrade == upgradeProbing {
@@ -227,11 +245,6 @@ func (s *session) servePoll(w http.ResponseWriter, r *http.Request) {
 		noop = t.C
 	}
 	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.getting = false
-		s.mu.Unlock()
-	}()
 
 	// Long polls outlast a short http.Server WriteTimeout.
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.srv.pingInterval() + writeWait))
@@ -259,25 +272,11 @@ func (s *session) servePoll(w http.ResponseWriter, r *http.Request) {
 
 // serveData handles a polling POST: the client's packets.
 func (s *session) serveData(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	switch {
-	case s.transport != transportPolling:
-		s.mu.Unlock()
-		httpError(w, http.StatusBadRequest, "session uses another transport")
-		return
-	case s.posting:
-		s.mu.Unlock()
-		httpError(w, http.StatusBadRequest, "overlapping polling request")
-		s.close("overlapping polling request", false)
+	release, ok := s.enterPoll(w, &s.posting)
+	if !ok {
 		return
 	}
-	s.posting = true
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		s.posting = false
-		s.mu.Unlock()
-	}()
+	defer release()
 
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/octet-stream") {
 		httpError(w, http.StatusBadRequest, errBinary.Error())
