@@ -111,6 +111,10 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 		return err
 	}
 	hub.SetPosition(start)
+	hub.CheckSessionsOnOpen(func(ctx context.Context, id string) (bool, error) {
+		live, err := sessions.LiveSessions(ctx, []string{id})
+		return live[id], err
+	})
 
 	api := &Server{
 		Pool:           pool,

@@ -151,6 +151,10 @@ type Hub struct {
 	authGen atomic.Uint64
 	// wakeRound numbers Dispatch's wake-up rounds; only Dispatch touches it.
 	wakeRound uint64
+	// sessionLive, when set, re-checks a socket's session once it is
+	// registered: a logout announced between the session lookup and the
+	// registration would otherwise leave the socket open.
+	sessionLive func(ctx context.Context, sessionID string) (bool, error)
 	latency   func(time.Duration)
 }
 
@@ -184,6 +188,23 @@ func NewHub(opts Options, auth Authorizer, store EventStore, logger *slog.Logger
 
 // Stats returns the hub's counters.
 func (h *Hub) Stats() *Stats { return &h.stats }
+
+// CheckSessionsOnOpen sets how the hub confirms, right after registering a
+// socket, that its session still exists. Call before serving.
+func (h *Hub) CheckSessionsOnOpen(live func(ctx context.Context, sessionID string) (bool, error)) {
+	h.sessionLive = live
+}
+
+// confirmSession closes c if its session ended while it was being opened.
+func (h *Hub) confirmSession(ctx context.Context, c *Client) {
+	if h.sessionLive == nil || c.principal.Anonymous() {
+		return
+	}
+	live, err := h.sessionLive(ctx, c.principal.SessionID)
+	if err == nil && !live {
+		c.closeWith(ClosePolicyViolation, "session ended")
+	}
+}
 
 // ObserveLatency sets where the hub reports, once per event, the time from
 // the event's commit to its fan-out into the socket queues. Call before

@@ -50,6 +50,7 @@ func (h *Hub) ServeSocketIO(ctx context.Context, s *socketio.Socket, p *Principa
 		return
 	}
 	defer h.unregister(c)
+	h.confirmSession(ctx, c)
 	h.stats.SocketsOpened.Add(1)
 	c.log.Info("socket.io client connected", "role", p.Role, "anonymous", p.Anonymous())
 

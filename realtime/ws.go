@@ -28,6 +28,7 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal)
 		return
 	}
 	defer h.unregister(c)
+	h.confirmSession(ctx, c)
 	h.stats.SocketsOpened.Add(1)
 	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
 
