@@ -155,7 +155,7 @@ type Hub struct {
 	// registered: a logout announced between the session lookup and the
 	// registration would otherwise leave the socket open.
 	sessionLive func(ctx context.Context, sessionID string) (bool, error)
-	latency   func(time.Duration)
+	latency     func(time.Duration)
 }
 
 // Stats are the hub's running counters, read by /metrics.
