@@ -188,7 +188,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 			return pprofSrv.Close()
 		})
 	}
-	g.Go(func() error { return prune(gctx, pool, cfg.Retention, logger) })
+	g.Go(func() error { return prune(gctx, pool, sessions, cfg.Retention, logger) })
 	g.Go(func() error {
 		hub.RunStatsPush(gctx, time.Second)
 		return nil
@@ -226,13 +226,17 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, logger *slog.Logger, 
 	return g.Wait()
 }
 
-// prune deletes events past the retention every minute (and at start).
-func prune(ctx context.Context, pool db.Querier, retention time.Duration, logger *slog.Logger) error {
+// prune deletes events past the retention, and expired sessions, every
+// minute (and at start).
+func prune(ctx context.Context, pool db.Querier, sessions *session.Store, retention time.Duration, logger *slog.Logger) error {
 	ticker := time.NewTicker(time.Minute)
 	defer ticker.Stop()
 	for {
 		if err := db.PruneNotifications(ctx, pool, retention); err != nil && ctx.Err() == nil {
 			logger.Error("prune notifications", "err", err)
+		}
+		if _, err := sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
+			logger.Error("prune sessions", "err", err)
 		}
 		n, err := db.PruneEvents(ctx, pool, retention, 5000)
 		if err != nil && ctx.Err() == nil {
