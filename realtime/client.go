@@ -30,6 +30,8 @@ type Client struct {
 	principal *Principal
 	queue     *sendQueue
 	log       *slog.Logger
+	// originID names this socket across instances ("<instance>:<id>").
+	originID string
 	// socketIO selects the Socket.IO wire form for every frame.
 	socketIO bool
 	// conn is the /ws connection; nil for Socket.IO clients.
@@ -65,6 +67,7 @@ func (h *Hub) newClient(p *Principal, socketIO bool) *Client {
 		subs:      make(map[string]*subscription),
 	}
 	c.log = h.log.With("conn_id", c.id, "user_id", p.UserID)
+	c.originID = h.instance + ":" + strconv.FormatUint(c.id, 10)
 	return c
 }
 
@@ -80,7 +83,7 @@ func (c *Client) mayReceive(channel string) bool {
 }
 
 // origin names this socket across instances.
-func (c *Client) origin() string { return c.hub.instance + ":" + strconv.FormatUint(c.id, 10) }
+func (c *Client) origin() string { return c.originID }
 
 // send queues a control frame (in /ws form; converted for Socket.IO)
 // without blocking.
@@ -197,33 +200,13 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		c.send(channelErrorFrame(msg.Channel, err.Error()))
 		return
 	}
-	c.mu.Lock()
-	_, already := c.subs[msg.Channel]
-	count := len(c.subs)
-	c.mu.Unlock()
-	if already {
-		c.send(channelFrame("subscribed", msg.Channel))
-		return
-	}
-	if count >= c.hub.opts.MaxSubscriptions {
-		c.send(channelErrorFrame(msg.Channel, "too many subscriptions on this socket"))
-		return
-	}
-	gen := c.hub.authGen.Load()
-	access, err := c.hub.auth.Access(ctx, c.principal, msg.Channel)
+	s, upTo, existing, err := c.addSub(ctx, msg.Channel, func(s *subscription) { s.filter = msg.Filter })
 	if err != nil {
 		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))
 		return
 	}
-
-	s := newSubscription(c, msg.Channel, access)
-	s.filter = msg.Filter
-	c.mu.Lock()
-	c.subs[msg.Channel] = s
-	c.mu.Unlock()
-	upTo := c.hub.addSubscription(s)
-	if err := c.recheckAccess(ctx, s, gen); err != nil {
-		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))
+	if existing {
+		c.send(channelFrame("subscribed", msg.Channel))
 		return
 	}
 	c.send(subscribedFrame(msg.Channel, upTo))

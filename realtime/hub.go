@@ -313,9 +313,6 @@ func (h *Hub) markDelivered(ev *Event) {
 // delivered; the server marks them no longer pending.
 func (h *Hub) DeliveredNotifications() <-chan int64 { return h.delivered }
 
-// Instance is this process's random name in event origins.
-func (h *Hub) Instance() string { return h.instance }
-
 // ChannelCounts returns the number of live subscriptions per channel.
 func (h *Hub) ChannelCounts() map[string]int {
 	h.mu.RLock()

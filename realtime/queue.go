@@ -35,12 +35,8 @@ func newSendQueue(maxBytes, maxMessages int) *sendQueue {
 	}
 }
 
-// push appends msg unless that would pass the caps, and wakes the writer;
-// it reports success.
-func (q *sendQueue) push(msg []byte) bool {
-	return q.pushBelow(msg, q.maxBytes, q.maxMessages)
-}
-
+// pushBelow appends msg unless that would pass the given caps, and wakes
+// the writer; it reports success.
 func (q *sendQueue) pushBelow(msg []byte, maxBytes, maxMessages int) bool {
 	if !q.pushQuiet(msg, maxBytes, maxMessages) {
 		return false

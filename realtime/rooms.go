@@ -35,34 +35,44 @@ func (c *Client) senderName(given string) string {
 	return "anonymous"
 }
 
-// joinRaw subscribes to a room or notification channel whose events carry
-// their frame as data. existing reports a subscription already there.
-func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (s *subscription, existing bool, err error) {
+// addSub subscribes to channel unless already subscribed (existing):
+// the one path for change channels, rooms and notification channels, so
+// that limits, access checks and the race with a grant reload are handled
+// once. setup configures the subscription before Dispatch can see it; upTo
+// is the last event dispatched before it.
+func (c *Client) addSub(ctx context.Context, channel string, setup func(*subscription)) (s *subscription, upTo Position, existing bool, err error) {
 	c.mu.Lock()
 	s, ok := c.subs[channel]
 	count := len(c.subs)
 	c.mu.Unlock()
 	if ok {
-		return s, true, nil
+		return s, Position{}, true, nil
 	}
 	if count >= c.hub.opts.MaxSubscriptions {
-		return nil, false, errTooManySubscriptions
+		return nil, Position{}, false, errTooManySubscriptions
 	}
 	gen := c.hub.authGen.Load()
 	access, err := c.hub.auth.Access(ctx, c.principal, channel)
 	if err != nil {
-		return nil, false, err
+		return nil, Position{}, false, err
 	}
 	s = newSubscription(c, channel, access)
-	s.raw, s.skipOwn = true, skipOwn
+	setup(s)
 	c.mu.Lock()
 	c.subs[channel] = s
 	c.mu.Unlock()
-	c.hub.addSubscription(s)
+	upTo = c.hub.addSubscription(s)
 	if err := c.recheckAccess(ctx, s, gen); err != nil {
-		return nil, false, err
+		return nil, Position{}, false, err
 	}
-	return s, false, nil
+	return s, upTo, false, nil
+}
+
+// joinRaw subscribes to a room or notification channel whose events carry
+// their frame as data. existing reports a subscription already there.
+func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*subscription, bool, error) {
+	s, _, existing, err := c.addSub(ctx, channel, func(s *subscription) { s.raw, s.skipOwn = true, skipOwn })
+	return s, existing, err
 }
 
 // leave ends the subscription to channel, reporting whether there was one.
