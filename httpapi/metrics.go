@@ -11,10 +11,17 @@ import (
 	"github.com/pgpush/pgpush/realtime"
 )
 
-// newMetrics registers pgpush's metrics and returns the /metrics handler.
+// ListenerStats is what /metrics reads from the listener.
+type ListenerStats interface {
+	Ready() bool
+	Reconnects() int64
+	LagMillis() int64
+}
+
+// NewMetrics registers pgpush's metrics and returns the /metrics handler.
 // Counters are read from the hub and listener at scrape time, so the hot
 // path only touches atomics.
-func newMetrics(hub *realtime.Hub, listener *realtime.Listener) http.Handler {
+func NewMetrics(hub *realtime.Hub, listener ListenerStats) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	stats := hub.Stats()

@@ -299,16 +299,16 @@ func (s *Server) requireUser(w http.ResponseWriter, r *http.Request) (session.Us
 
 // principal is the caller as the realtime layer sees it: the session's
 // user, or anonymous when there is none and anonymous holds grants.
-func (s *Server) principal(r *http.Request) (*realtime.Principal, error) {
+func (s *Server) principal(r *http.Request) (*session.Principal, error) {
 	u, id, err := s.Sessions.FromRequest(r.Context(), r)
 	if err == nil {
-		return &realtime.Principal{UserID: u.ID, Email: u.Email, Role: u.Role, Attrs: u.Attrs, SessionID: id}, nil
+		return &session.Principal{UserID: u.ID, Email: u.Email, Role: u.Role, Attrs: u.Attrs, SessionID: id}, nil
 	}
 	if !errors.Is(err, session.ErrNoSession) {
 		return nil, err
 	}
 	if s.Policy.AnonymousAllowed() {
-		return &realtime.Principal{Role: session.RoleAnonymous}, nil
+		return &session.Principal{Role: session.RoleAnonymous}, nil
 	}
 	return nil, session.ErrNoSession
 }
@@ -364,15 +364,15 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"data" must be a JSON object`)
 		return
 	}
-	if realtime.ReservedChannel(channel) {
+	if db.ReservedChannel(channel) {
 		writeError(w, http.StatusForbidden, "rooms and notifications have their own messages (send-message, send-notification)")
 		return
 	}
 	access, err := s.Policy.Access(r.Context(), p, channel)
 	switch {
-	case errors.Is(err, realtime.ErrUnknownChannel) && p.Role == session.RoleAdmin:
+	case errors.Is(err, session.ErrUnknownChannel) && p.Role == session.RoleAdmin:
 		// An admin's first publish is what makes a custom channel exist.
-	case errors.Is(err, realtime.ErrUnknownChannel), errors.Is(err, realtime.ErrForbidden):
+	case errors.Is(err, session.ErrUnknownChannel), errors.Is(err, session.ErrForbidden):
 		writeError(w, http.StatusForbidden, "not allowed to publish on this channel")
 		return
 	case err != nil:

@@ -11,12 +11,15 @@ import (
 	"time"
 
 	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/session"
 )
 
 // allowAll is an Authorizer for benchmarks: every channel, no match rule.
 type allowAll struct{}
 
-func (allowAll) Access(context.Context, *Principal, string) (Access, error) { return Access{}, nil }
+func (allowAll) Access(context.Context, *session.Principal, string) (session.Access, error) {
+	return session.Access{}, nil
+}
 
 var benchRow = db.EventRow{
 	Seq: 1, ID: 1842, Channel: "order_changes", Event: "order:updated",
@@ -35,17 +38,6 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkParseControl: the control notification decoder.
-func BenchmarkParseControl(b *testing.B) {
-	payload := "logout:" + fmt.Sprintf("%064x", 42)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := ParseControl(payload); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkDispatch fans one event out to N subscribers and reports the
 // allocations per subscriber (the frame is encoded once per event, so this
 // is the queue's share only) and deliveries per second. Queues are drained
@@ -56,8 +48,8 @@ func BenchmarkDispatch(b *testing.B) {
 			hub := NewHub(Options{QueueMessages: 1 << 20, QueueBytes: 1 << 30}, allowAll{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			clients := make([]*Client, n)
 			for i := range clients {
-				c := hub.newClient(&Principal{UserID: int64(i + 1), SessionID: "s"}, false)
-				s := newSubscription(c, "order_changes", Access{})
+				c := hub.newClient(&session.Principal{UserID: int64(i + 1), SessionID: "s"}, false)
+				s := newSubscription(c, "order_changes", session.Access{})
 				s.pending = false
 				c.subs["order_changes"] = s
 				hub.addSubscription(s)
@@ -89,7 +81,7 @@ func BenchmarkDispatch(b *testing.B) {
 // evaluated on a fresh event (the first evaluation decodes data once).
 func BenchmarkMatchAndFilter(b *testing.B) {
 	s := &subscription{filter: map[string]json.RawMessage{"status": json.RawMessage(`"processing"`)}}
-	access := Access{Match: map[string]string{"customer_id": "45"}}
+	access := session.Access{Match: map[string]string{"customer_id": "45"}}
 	b.ReportAllocs()
 	for b.Loop() {
 		ev := EventFromRow(benchRow)

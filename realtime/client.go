@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/session"
 )
 
 var (
@@ -27,7 +29,7 @@ var (
 type Client struct {
 	id        uint64
 	hub       *Hub
-	principal *Principal
+	principal *session.Principal
 	queue     *sendQueue
 	log       *slog.Logger
 	// originID names this socket across instances ("<instance>:<id>").
@@ -56,7 +58,7 @@ type Client struct {
 }
 
 // newClient makes a client for the hub; the transport registers it.
-func (h *Hub) newClient(p *Principal, socketIO bool) *Client {
+func (h *Hub) newClient(p *session.Principal, socketIO bool) *Client {
 	c := &Client{
 		id:        h.nextID.Add(1),
 		hub:       h,
@@ -73,13 +75,13 @@ func (h *Hub) newClient(p *Principal, socketIO bool) *Client {
 
 // refreshAccess re-reads the cached per-client rights.
 func (c *Client) refreshAccess(ctx context.Context) {
-	_, err := c.hub.auth.Access(ctx, c.principal, NotifyEveryoneChannel)
+	_, err := c.hub.auth.Access(ctx, c.principal, db.NotifyEveryoneChannel)
 	c.notifyEveryone.Store(err == nil)
 }
 
-// mayReceive reports a cached right; only NotifyEveryoneChannel is cached.
+// mayReceive reports a cached right; only db.NotifyEveryoneChannel is cached.
 func (c *Client) mayReceive(channel string) bool {
-	return channel == NotifyEveryoneChannel && c.notifyEveryone.Load()
+	return channel == db.NotifyEveryoneChannel && c.notifyEveryone.Load()
 }
 
 // origin names this socket across instances.
@@ -276,9 +278,9 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 
 func accessMessage(err error, channel string) string {
 	switch {
-	case errors.Is(err, ErrUnknownChannel):
+	case errors.Is(err, session.ErrUnknownChannel):
 		return fmt.Sprintf("unknown channel %q", channel)
-	case errors.Is(err, ErrForbidden):
+	case errors.Is(err, session.ErrForbidden):
 		return fmt.Sprintf("not allowed on channel %q", channel)
 	case errors.Is(err, errTooManySubscriptions):
 		return err.Error()
@@ -360,13 +362,13 @@ func (c *Client) publish(ctx context.Context, msg clientMessage) {
 		c.send(channelErrorFrame(msg.Channel, `"data" must be a JSON object`))
 		return
 	}
-	if ReservedChannel(msg.Channel) {
+	if db.ReservedChannel(msg.Channel) {
 		c.send(channelErrorFrame(msg.Channel, "rooms and notifications have their own messages (send-message, send-notification)"))
 		return
 	}
 	access, err := c.hub.auth.Access(ctx, c.principal, msg.Channel)
 	if err == nil && !access.Publish {
-		err = ErrForbidden
+		err = session.ErrForbidden
 	}
 	if err != nil {
 		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))

@@ -12,42 +12,13 @@ import (
 	"time"
 
 	"github.com/pgpush/pgpush/db"
-)
-
-// Principal is who a socket acts for: a logged-in user, or anonymous.
-type Principal struct {
-	UserID    int64
-	Email     string
-	Role      string
-	Attrs     map[string]string
-	SessionID string // empty for anonymous sockets
-	// Name is the display name an anonymous client gave (Socket.IO auth
-	// username); logged-in users are named by Email.
-	Name string
-}
-
-// Anonymous reports whether the socket has no session.
-func (p *Principal) Anonymous() bool { return p.SessionID == "" }
-
-// Access is what one principal may do on one channel.
-type Access struct {
-	// Match lists data fields and the value each must equal for an event
-	// to reach this principal (resolved from the grant's --match and the
-	// user's attributes).
-	Match   map[string]string
-	Publish bool
-}
-
-// Errors an Authorizer returns.
-var (
-	ErrUnknownChannel = errors.New("unknown channel")
-	ErrForbidden      = errors.New("not allowed")
+	"github.com/pgpush/pgpush/session"
 )
 
 // Authorizer decides who may subscribe and publish. It is consulted on
 // subscribe, on publish and when grants change.
 type Authorizer interface {
-	Access(ctx context.Context, p *Principal, channel string) (Access, error)
+	Access(ctx context.Context, p *session.Principal, channel string) (session.Access, error)
 }
 
 // EventStore is the event log as the hub needs it: looking up the
@@ -252,7 +223,7 @@ func (h *Hub) Dispatch(events []*Event) {
 		subs = subs[:0]
 		clients = clients[:0]
 		h.mu.RLock()
-		everyone := ev.Channel == BroadcastChannel || ev.Channel == NotifyEveryoneChannel
+		everyone := ev.Channel == db.BroadcastChannel || ev.Channel == db.NotifyEveryoneChannel
 		if everyone {
 			for c := range h.clients {
 				clients = append(clients, c)
@@ -268,16 +239,16 @@ func (h *Hub) Dispatch(events []*Event) {
 
 		delivered := 0
 		switch ev.Channel {
-		case BroadcastChannel:
+		case db.BroadcastChannel:
 			for _, c := range clients {
 				if c.queueWire(ev.broadcastFrame(c.socketIO)) {
 					delivered++
 					touch(c)
 				}
 			}
-		case NotifyEveryoneChannel:
+		case db.NotifyEveryoneChannel:
 			for _, c := range clients {
-				if c.mayReceive(NotifyEveryoneChannel) && c.queueWire(ev.frame(c.socketIO, true)) {
+				if c.mayReceive(db.NotifyEveryoneChannel) && c.queueWire(ev.frame(c.socketIO, true)) {
 					delivered++
 					touch(c)
 				}
@@ -343,13 +314,13 @@ func (h *Hub) CloseSession(sessionID string) int {
 	if sessionID == "" {
 		return 0
 	}
-	return h.closeWhere(func(p *Principal) bool { return p.SessionID == sessionID }, "session ended")
+	return h.closeWhere(func(p *session.Principal) bool { return p.SessionID == sessionID }, "session ended")
 }
 
 // CloseAnonymous closes, with 1008, every socket without a session: called
 // when role anonymous no longer holds any grant.
 func (h *Hub) CloseAnonymous(reason string) int {
-	return h.closeWhere((*Principal).Anonymous, reason)
+	return h.closeWhere((*session.Principal).Anonymous, reason)
 }
 
 // CloseEndedSessions closes, with 1008, every socket whose session was
@@ -366,7 +337,7 @@ func (h *Hub) CloseEndedSessions(checked []string, live map[string]bool) int {
 	if len(ended) == 0 {
 		return 0
 	}
-	return h.closeWhere(func(p *Principal) bool { return ended[p.SessionID] }, "session ended")
+	return h.closeWhere(func(p *session.Principal) bool { return ended[p.SessionID] }, "session ended")
 }
 
 // SessionIDs lists the sessions of the open sockets.
@@ -384,7 +355,7 @@ func (h *Hub) SessionIDs() []string {
 	return ids
 }
 
-func (h *Hub) closeWhere(match func(*Principal) bool, reason string) int {
+func (h *Hub) closeWhere(match func(*session.Principal) bool, reason string) int {
 	var victims []*Client
 	h.mu.RLock()
 	for c := range h.clients {
@@ -427,7 +398,7 @@ func (h *Hub) Reauthorize(ctx context.Context) {
 			// Fail closed: a subscription whose rights cannot be confirmed
 			// after a grant change ends; the client may subscribe again.
 			reason := "access to channel revoked"
-			if !errors.Is(err, ErrForbidden) && !errors.Is(err, ErrUnknownChannel) {
+			if !errors.Is(err, session.ErrForbidden) && !errors.Is(err, session.ErrUnknownChannel) {
 				reason = "cannot check access right now, subscribe again"
 			}
 			s.client.endSubscription(s, reason)

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -284,31 +283,4 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// Control is a decoded message from the control channel.
-type Control struct {
-	Reload    bool   // grants or watched tables changed
-	SessionID string // a session that ended: close its sockets
-}
-
-// maxSessionIDBytes bounds a session id in a control payload (hex sha256
-// is 64 bytes).
-const maxSessionIDBytes = 128
-
-// ParseControl decodes a control payload: "reload" or "logout:<session id>".
-// Anyone who can NOTIFY may write one, so it is checked, not trusted.
-func ParseControl(payload string) (Control, error) {
-	if payload == "reload" {
-		return Control{Reload: true}, nil
-	}
-	if id, ok := strings.CutPrefix(payload, "logout:"); ok {
-		if id == "" || len(id) > maxSessionIDBytes || strings.ContainsFunc(id, func(r rune) bool {
-			return !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f')
-		}) {
-			return Control{}, fmt.Errorf("control: invalid session id in %q", truncate(payload, 80))
-		}
-		return Control{SessionID: id}, nil
-	}
-	return Control{}, fmt.Errorf("control: unknown payload %q", truncate(payload, 80))
 }

@@ -5,10 +5,12 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/session"
 )
 
 // The ChapFood notification protocol: on /ws every message is
@@ -19,12 +21,9 @@ const (
 	notifySend      = "send-notification"
 	notifyChannels  = "get-channels"
 	notifyStats     = "get-stats"
-	notifyPrefix    = "notify:"
 	maxTitleBytes   = 200
 	maxMessageBytes = 4000
 )
-
-var notifyChannelPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
 
 var notificationTypes = []string{"info", "success", "warning", "error"}
 
@@ -59,7 +58,7 @@ func notificationChannel(data json.RawMessage) (string, bool) {
 		}
 		name = obj.Channel
 	}
-	return name, notifyChannelPattern.MatchString(name)
+	return name, db.ValidName(name)
 }
 
 func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
@@ -69,7 +68,7 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		c.send(errorMessageFrame([]string{"channel: required, letters, digits, _ . - (at most 100)"}))
 		return
 	}
-	channel := notifyPrefix + name
+	channel := db.NotifyChannel(name)
 	s, existing, err := c.joinRaw(ctx, channel, false)
 	if err != nil {
 		c.send(errorMessageFrame([]string{accessMessage(err, channel)}))
@@ -114,7 +113,7 @@ func (c *Client) leaveChannel(msg clientMessage) {
 		c.send(errorMessageFrame([]string{"channel: required"}))
 		return
 	}
-	c.leave(notifyPrefix + name)
+	c.leave(db.NotifyChannel(name))
 	c.send(dataFrame("channel-left", map[string]any{"channel": name}))
 }
 
@@ -134,7 +133,7 @@ func validateNotification(raw json.RawMessage) (notificationInput, []string) {
 		return in, []string{"notification must be a JSON object"}
 	}
 	var errs []string
-	if in.Channel != nil && *in.Channel != "" && !notifyChannelPattern.MatchString(*in.Channel) {
+	if in.Channel != nil && *in.Channel != "" && !db.ValidName(*in.Channel) {
 		errs = append(errs, "channel: letters, digits, _ . - (at most 100)")
 	}
 	if in.Type == nil || !slices.Contains(notificationTypes, *in.Type) {
@@ -177,15 +176,15 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		c.send(errorMessageFrame(errs))
 		return
 	}
-	channel := NotifyEveryoneChannel
+	channel := db.NotifyEveryoneChannel
 	var named *string
 	if in.Channel != nil && *in.Channel != "" {
 		named = in.Channel
-		channel = notifyPrefix + *in.Channel
+		channel = db.NotifyChannel(*in.Channel)
 	}
 	access, err := c.hub.auth.Access(ctx, c.principal, channel)
 	if err == nil && !access.Publish {
-		err = ErrForbidden
+		err = session.ErrForbidden
 	}
 	if err != nil {
 		c.send(errorMessageFrame([]string{accessMessage(err, channel)}))
@@ -221,7 +220,7 @@ func (c *Client) getChannels() {
 	}
 	list := []channelInfo{}
 	for ch, n := range c.hub.ChannelCounts() {
-		if name, ok := strings.CutPrefix(ch, notifyPrefix); ok {
+		if name, ok := strings.CutPrefix(ch, db.NotifyPrefix); ok {
 			list = append(list, channelInfo{name, n})
 		}
 	}

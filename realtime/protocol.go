@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/pgpush/pgpush/session"
 )
 
 // WebSocket close codes pgpush uses (RFC 6455 §7.4.1).
@@ -122,7 +124,7 @@ func subscribedFrame(channel string, upTo Position) []byte {
 	return b
 }
 
-func connectedFrame(p *Principal) []byte {
+func connectedFrame(p *session.Principal) []byte {
 	var userID any
 	if !p.Anonymous() {
 		userID = p.UserID

@@ -3,7 +3,9 @@ package realtime
 import (
 	"context"
 	"encoding/json"
-	"regexp"
+
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/session"
 )
 
 // Chat-ws message types.
@@ -13,9 +15,6 @@ const (
 	roomSend    = "send-message"
 	roomReceive = "receive-message"
 )
-
-// roomIDPattern keeps room ids safe as channel names.
-var roomIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
 
 // maxChatMessageBytes bounds one chat message.
 const maxChatMessageBytes = 16 << 10
@@ -95,11 +94,11 @@ type roomFrame struct {
 }
 
 func (c *Client) joinRoom(ctx context.Context, msg clientMessage) {
-	if !roomIDPattern.MatchString(msg.RoomID) {
+	if !db.ValidName(msg.RoomID) {
 		c.send(errorFrame(`"room_id" is required: letters, digits, _ . - (at most 100)`))
 		return
 	}
-	channel := "room:" + msg.RoomID
+	channel := db.RoomChannel(msg.RoomID)
 	s, _, err := c.joinRaw(ctx, channel, true)
 	if err != nil {
 		c.send(channelErrorFrame(channel, accessMessage(err, channel)))
@@ -114,11 +113,11 @@ func (c *Client) joinRoom(ctx context.Context, msg clientMessage) {
 }
 
 func (c *Client) leaveRoom(ctx context.Context, msg clientMessage) {
-	if !roomIDPattern.MatchString(msg.RoomID) {
+	if !db.ValidName(msg.RoomID) {
 		c.send(errorFrame(`"room_id" is required`))
 		return
 	}
-	channel := "room:" + msg.RoomID
+	channel := db.RoomChannel(msg.RoomID)
 	if !c.leave(channel) {
 		c.send(errorFrame("not in room " + msg.RoomID))
 		return
@@ -131,7 +130,7 @@ func (c *Client) leaveRoom(ctx context.Context, msg clientMessage) {
 
 func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
 	switch {
-	case !roomIDPattern.MatchString(msg.RoomID):
+	case !db.ValidName(msg.RoomID):
 		c.send(errorFrame(`"room_id" is required`))
 		return
 	case msg.Message == "":
@@ -141,7 +140,7 @@ func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
 		c.send(errorFrame(`"message" is too long`))
 		return
 	}
-	channel := "room:" + msg.RoomID
+	channel := db.RoomChannel(msg.RoomID)
 	c.mu.Lock()
 	s, joined := c.subs[channel]
 	c.mu.Unlock()
@@ -153,7 +152,7 @@ func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
 	mayPublish := s.access.Publish
 	s.mu.Unlock()
 	if !mayPublish {
-		c.send(channelErrorFrame(channel, accessMessage(ErrForbidden, channel)))
+		c.send(channelErrorFrame(channel, accessMessage(session.ErrForbidden, channel)))
 		return
 	}
 	if err := c.hub.store.SendRoomMessage(ctx, msg.RoomID, c.senderName(msg.From), msg.Message, c.origin()); err != nil {

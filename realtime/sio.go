@@ -10,6 +10,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/pgpush/pgpush/realtime/socketio"
+	"github.com/pgpush/pgpush/session"
 )
 
 // dataEvents are the ChapFood events whose one argument is the payload
@@ -35,7 +36,7 @@ func socketIOMessage(ev socketio.Event) clientMessage {
 
 // ServeSocketIO runs one Socket.IO client as a hub client until it leaves:
 // it shares channels, rooms and notifications with /ws clients.
-func (h *Hub) ServeSocketIO(ctx context.Context, s *socketio.Socket, p *Principal) {
+func (h *Hub) ServeSocketIO(ctx context.Context, s *socketio.Socket, p *session.Principal) {
 	c := h.newClient(p, true)
 	// Before register: connection-confirmed must be first.
 	c.refreshAccess(ctx)

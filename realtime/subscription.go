@@ -2,25 +2,10 @@ package realtime
 
 import (
 	"encoding/json"
-	"strings"
 	"sync"
 
-	"github.com/pgpush/pgpush/triggers"
+	"github.com/pgpush/pgpush/session"
 )
-
-// BroadcastChannel carries --broadcast events to every open socket.
-const BroadcastChannel = triggers.BroadcastChannel
-
-// NotifyEveryoneChannel carries notifications sent with no channel: every
-// socket allowed on it receives them, joined or not.
-const NotifyEveryoneChannel = "notify:*"
-
-// ReservedChannel reports whether channel carries frames rather than
-// events (rooms, notifications, broadcasts): generic publish may not write
-// there, or it could forge a chat message or a notification.
-func ReservedChannel(channel string) bool {
-	return strings.HasPrefix(channel, "room:") || strings.HasPrefix(channel, notifyPrefix) || strings.HasPrefix(channel, "pgpush:")
-}
 
 // NotificationEvent names notification events in the log.
 const NotificationEvent = "notification-received"
@@ -45,19 +30,19 @@ type subscription struct {
 	after Position
 
 	mu      sync.Mutex
-	access  Access
+	access  session.Access
 	pending bool
 	buffer  []*Event
 	ended   bool
 	endedCh chan struct{} // closed by end; wakes a paced replay
 }
 
-func newSubscription(c *Client, channel string, access Access) *subscription {
+func newSubscription(c *Client, channel string, access session.Access) *subscription {
 	return &subscription{client: c, channel: channel, access: access, pending: true, endedCh: make(chan struct{})}
 }
 
 // visible applies the grant's match rules and the client's filter.
-func (s *subscription) visible(ev *Event, access Access) bool {
+func (s *subscription) visible(ev *Event, access session.Access) bool {
 	for field, want := range access.Match {
 		got, ok := ev.Field(field)
 		if !ok || !matchesAttr(got, want) {
@@ -120,7 +105,7 @@ func (s *subscription) activate() {
 	s.pending = false
 }
 
-func (s *subscription) setAccess(a Access) {
+func (s *subscription) setAccess(a session.Access) {
 	s.mu.Lock()
 	s.access = a
 	s.mu.Unlock()

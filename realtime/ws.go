@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pgpush/pgpush/session"
 	"golang.org/x/time/rate"
 )
 
 // ServeConn runs a socket until it closes: it registers the client, sends
 // the connected frame, runs the write pump in a goroutine and the read pump
 // here, and cleans up before returning.
-func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *Principal) {
+func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal) {
 	c := h.newClient(p, false)
 	c.conn = conn
 	// Before register: the connected frame must be first, ahead of any

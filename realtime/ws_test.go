@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pgpush/pgpush/session"
 )
 
 // TestBatchConnWritesOnceAtFlush: frames written during a batch reach the
@@ -75,7 +76,7 @@ func TestSessionEndedWhileOpening(t *testing.T) {
 		if err != nil {
 			return
 		}
-		hub.ServeConn(context.Background(), conn, &Principal{UserID: 1, SessionID: "gone"})
+		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, SessionID: "gone"})
 	}))
 	defer srv.Close()
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)

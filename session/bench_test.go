@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"testing"
-
-	"github.com/pgpush/pgpush/realtime"
 )
 
 // BenchmarkPolicyAccess evaluates grants for a customer among many grants
@@ -21,7 +19,7 @@ func BenchmarkPolicyAccess(b *testing.B) {
 	p.grants = append(p.grants,
 		Grant{Channel: "order_*", Role: "customer"},
 		Grant{Channel: "order_changes", Role: "customer", Match: map[string]string{"customer_id": "customer_id"}})
-	pr := &realtime.Principal{UserID: 7, Role: "customer", Attrs: map[string]string{"customer_id": "45"}, SessionID: "s"}
+	pr := &Principal{UserID: 7, Role: "customer", Attrs: map[string]string{"customer_id": "45"}, SessionID: "s"}
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {

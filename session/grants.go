@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgpush/pgpush/db"
-	"github.com/pgpush/pgpush/realtime"
 	"github.com/pgpush/pgpush/triggers"
 )
 
@@ -34,15 +32,10 @@ type Grant struct {
 // ErrGrantNotFound is returned by RevokeGrant when there was nothing to revoke.
 var ErrGrantNotFound = errors.New("no such grant")
 
-var (
-	patternRE = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{0,200}\*?$`)
-	fieldRE   = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
-)
-
 // ParseMatch parses --match FIELD=ATTR.
 func ParseMatch(s string) (field, attr string, err error) {
 	field, attr, ok := strings.Cut(s, "=")
-	if !ok || !fieldRE.MatchString(field) || !fieldRE.MatchString(attr) {
+	if !ok || !db.ValidName(field) || !db.ValidName(attr) {
 		return "", "", fmt.Errorf("invalid --match %q: want FIELD=ATTRIBUTE (letters, digits, _ . -)", s)
 	}
 	return field, attr, nil
@@ -60,7 +53,7 @@ func PatternMatches(pattern, channel string) bool {
 // AddGrant creates or replaces the grant for (g.Channel, g.Role) and tells
 // running instances to reload.
 func AddGrant(ctx context.Context, q db.Querier, g Grant) error {
-	if !patternRE.MatchString(g.Channel) || g.Channel == "" {
+	if !db.ValidChannelPattern(g.Channel) {
 		return fmt.Errorf("invalid channel %q: use letters, digits, _ . : - and an optional trailing *", g.Channel)
 	}
 	if err := ValidateRole(g.Role); err != nil {
@@ -75,7 +68,7 @@ func AddGrant(ctx context.Context, q db.Querier, g Grant) error {
 			INSERT INTO pgpush.grants (channel, role, can_publish, match) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (channel, role) DO UPDATE SET can_publish = EXCLUDED.can_publish, match = EXCLUDED.match
 		)
-		SELECT pg_notify($5, $6)`, g.Channel, g.Role, g.Publish, match, triggers.ControlChannel, triggers.ReloadPayload)
+		SELECT pg_notify($5, $6)`, g.Channel, g.Role, g.Publish, match, db.ControlChannel, db.ReloadPayload)
 	if err != nil {
 		return fmt.Errorf("grant %q to %q: %w", g.Channel, g.Role, err)
 	}
@@ -88,7 +81,7 @@ func RevokeGrant(ctx context.Context, q db.Querier, channel, role string) error 
 	var n int
 	err := q.QueryRow(ctx, `
 		WITH gone AS (DELETE FROM pgpush.grants WHERE channel = $1 AND role = $2 RETURNING 1)
-		SELECT count(*), pg_notify($3, $4)::text FROM gone`, channel, role, triggers.ControlChannel, triggers.ReloadPayload).Scan(&n, new(string))
+		SELECT count(*), pg_notify($3, $4)::text FROM gone`, channel, role, db.ControlChannel, db.ReloadPayload).Scan(&n, new(string))
 	if err != nil {
 		return fmt.Errorf("revoke %q from %q: %w", channel, role, err)
 	}
@@ -157,13 +150,14 @@ func (p *Policy) AnonymousAllowed() bool {
 	return slices.ContainsFunc(p.grants, func(g Grant) bool { return g.Role == RoleAnonymous })
 }
 
-// Access implements realtime.Authorizer.
-func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel string) (realtime.Access, error) {
-	if !triggers.ValidChannel(channel) && channel != realtime.NotifyEveryoneChannel {
-		return realtime.Access{}, realtime.ErrUnknownChannel
+// Access is what realtime consults on subscribe, on publish and when
+// grants change.
+func (p *Policy) Access(ctx context.Context, pr *Principal, channel string) (Access, error) {
+	if !db.ValidChannel(channel) && channel != db.NotifyEveryoneChannel {
+		return Access{}, ErrUnknownChannel
 	}
 	p.mu.RLock()
-	known := p.watched[channel] || p.known[channel] || isBuiltinChannel(channel)
+	known := p.watched[channel] || p.known[channel] || db.BuiltinChannel(channel)
 	var best *Grant
 	for i := range p.grants {
 		g := &p.grants[i]
@@ -180,22 +174,22 @@ func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel str
 	if !known {
 		seen, err := db.ChannelHasEvents(ctx, p.q, channel)
 		if err != nil {
-			return realtime.Access{}, err
+			return Access{}, err
 		}
 		if !seen {
-			return realtime.Access{}, realtime.ErrUnknownChannel
+			return Access{}, ErrUnknownChannel
 		}
 		p.mu.Lock()
 		p.known[channel] = true
 		p.mu.Unlock()
 	}
 	if pr.Role == RoleAdmin {
-		return realtime.Access{Publish: true}, nil
+		return Access{Publish: true}, nil
 	}
 	if best == nil {
-		return realtime.Access{}, realtime.ErrForbidden
+		return Access{}, ErrForbidden
 	}
-	access := realtime.Access{Publish: best.Publish}
+	access := Access{Publish: best.Publish}
 	if len(best.Match) > 0 {
 		access.Match = make(map[string]string, len(best.Match))
 		for field, attr := range best.Match {
@@ -203,7 +197,7 @@ func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel str
 			if !ok {
 				// Without the attribute the user could only ever match
 				// nothing; say so rather than subscribe to silence.
-				return realtime.Access{}, fmt.Errorf("attribute %q missing: %w", attr, realtime.ErrForbidden)
+				return Access{}, fmt.Errorf("attribute %q missing: %w", attr, ErrForbidden)
 			}
 			access.Match[field] = v
 		}
@@ -213,7 +207,7 @@ func (p *Policy) Access(ctx context.Context, pr *realtime.Principal, channel str
 
 // VisibleChannels lists the channels a principal may subscribe to that are
 // known by name (watched tables and exact grants; patterns are listed as is).
-func (p *Policy) VisibleChannels(pr *realtime.Principal) []string {
+func (p *Policy) VisibleChannels(pr *Principal) []string {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []string
@@ -236,11 +230,6 @@ func (p *Policy) VisibleChannels(pr *realtime.Principal) []string {
 	}
 	slices.Sort(out)
 	return out
-}
-
-// isBuiltinChannel: chat rooms and notification channels exist on use.
-func isBuiltinChannel(ch string) bool {
-	return strings.HasPrefix(ch, "room:") || strings.HasPrefix(ch, "notify:")
 }
 
 // moreSpecific prefers an exact name, then the longer prefix.

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/db/dbtest"
 )
 
@@ -90,7 +91,7 @@ func requestWith(c *http.Cookie) *http.Request {
 	return req
 }
 
-// listen returns a connection listening on ControlChannel. LISTEN has
+// listen returns a connection listening on db.ControlChannel. LISTEN has
 // returned, so every NOTIFY committed afterwards will reach it.
 func listen(t *testing.T, url string) *pgx.Conn {
 	t.Helper()
@@ -100,8 +101,8 @@ func listen(t *testing.T, url string) *pgx.Conn {
 		t.Fatalf("connect listener: %v", err)
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
-	if _, err := conn.Exec(ctx, "LISTEN "+ControlChannel); err != nil {
-		t.Fatalf("LISTEN %s: %v", ControlChannel, err)
+	if _, err := conn.Exec(ctx, "LISTEN "+db.ControlChannel); err != nil {
+		t.Fatalf("LISTEN %s: %v", db.ControlChannel, err)
 	}
 	return conn
 }
@@ -117,8 +118,8 @@ func waitPayloads(t *testing.T, conn *pgx.Conn, n int) []string {
 		if err != nil {
 			t.Fatalf("WaitForNotification after %q: %v", got, err)
 		}
-		if nt.Channel != ControlChannel {
-			t.Fatalf("notification channel = %q, want %q", nt.Channel, ControlChannel)
+		if nt.Channel != db.ControlChannel {
+			t.Fatalf("notification channel = %q, want %q", nt.Channel, db.ControlChannel)
 		}
 		got = append(got, nt.Payload)
 	}
@@ -494,7 +495,7 @@ func TestLogout(t *testing.T) {
 	if c := sessionCookie(t, b.store, rec); c.MaxAge != -1 || c.Value != "" {
 		t.Errorf("Logout cookie MaxAge = %d, Value = %q; want -1, empty", c.MaxAge, c.Value)
 	}
-	if got, want := waitPayloads(t, conn, 1), []string{LogoutPayloadPrefix + wantID}; !slices.Equal(got, want) {
+	if got, want := waitPayloads(t, conn, 1), []string{db.LogoutPayloadPrefix + wantID}; !slices.Equal(got, want) {
 		t.Errorf("notifications = %q, want %q", got, want)
 	}
 
@@ -567,7 +568,7 @@ func TestDisableUser(t *testing.T) {
 	slices.Sort(got)
 	var wantPayloads []string
 	for _, id := range wantIDs {
-		wantPayloads = append(wantPayloads, LogoutPayloadPrefix+id)
+		wantPayloads = append(wantPayloads, db.LogoutPayloadPrefix+id)
 	}
 	if !slices.Equal(got, wantPayloads) {
 		t.Errorf("notifications = %q, want %q", got, wantPayloads)
@@ -616,5 +617,33 @@ func TestLoginDisabledOrUnknownUser(t *testing.T) {
 				t.Fatalf("Login(%+v) set %d cookies, want 0", tt.user, n)
 			}
 		})
+	}
+}
+
+func TestRemoveUser(t *testing.T) {
+	t.Parallel()
+	b := setup(t, Options{})
+	ctx := context.Background()
+	ada := mustAddUser(t, b.store, "ada@example.com", "admin", "correct horse", nil)
+	cookie := mustLogin(t, b.store, ada)
+	_, id, err := b.store.FromRequest(ctx, requestWith(cookie))
+	if err != nil {
+		t.Fatalf("FromRequest before RemoveUser: %v", err)
+	}
+	conn := listen(t, b.url)
+
+	if err := b.store.RemoveUser(ctx, "ADA@example.com"); err != nil {
+		t.Fatalf("RemoveUser: %v", err)
+	}
+	if got, want := waitPayloads(t, conn, 1), []string{db.LogoutPayloadPrefix + id}; !slices.Equal(got, want) {
+		t.Errorf("notifications = %q, want %q", got, want)
+	}
+	if _, _, err := b.store.FromRequest(ctx, requestWith(cookie)); !errors.Is(err, ErrNoSession) {
+		t.Errorf("FromRequest after RemoveUser err = %v, want %v", err, ErrNoSession)
+	}
+	// The address is free again: the demo re-creates its admin this way.
+	mustAddUser(t, b.store, "ada@example.com", "admin", "another horse", nil)
+	if err := b.store.RemoveUser(ctx, "nobody@example.com"); !errors.Is(err, ErrUserNotFound) {
+		t.Errorf("RemoveUser(unknown) err = %v, want %v", err, ErrUserNotFound)
 	}
 }

@@ -24,22 +24,13 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/pgpush/pgpush/triggers"
-
 	"github.com/gorilla/sessions"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgpush/pgpush/db"
 	"golang.org/x/crypto/bcrypt"
 )
-
-// ControlChannel is the NOTIFY channel on which session ends are announced to
-// every instance: the one channel for all control messages.
-const ControlChannel = triggers.ControlChannel
-
-// LogoutPayloadPrefix starts a ControlChannel payload that ends a session:
-// "logout:<session id>" means close every socket opened with that session id.
-const LogoutPayloadPrefix = "logout:"
 
 // Defaults for the zero values of Options.
 const (
@@ -290,7 +281,7 @@ func (s *Store) AddUser(ctx context.Context, email, role, password string, attrs
 }
 
 // DisableUser marks the account disabled and ends all its sessions. In the
-// same transaction it announces each ended session on ControlChannel, so
+// same transaction it announces each ended session on db.ControlChannel, so
 // that every instance closes the sockets opened with them once it commits.
 // It returns the ended session ids; disabling twice is not an error.
 func (s *Store) DisableUser(ctx context.Context, email string) (sessionIDs []string, err error) {
@@ -306,25 +297,56 @@ func (s *Store) DisableUser(ctx context.Context, email string) (sessionIDs []str
 		if err != nil {
 			return err
 		}
-		rows, err := tx.Query(ctx, `DELETE FROM pgpush.sessions WHERE user_id = $1 RETURNING id`, userID)
-		if err != nil {
-			return err
-		}
-		sessionIDs, err = pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, id := range sessionIDs {
-			if err := notifyLogout(ctx, tx, id); err != nil {
-				return err
-			}
-		}
-		return nil
+		sessionIDs, err = endUserSessions(ctx, tx, userID)
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("disable user %q: %w", email, err)
 	}
 	return sessionIDs, nil
+}
+
+// RemoveUser deletes the account and ends its sessions as DisableUser
+// does. The demo uses it to replace its admin with a fresh password.
+func (s *Store) RemoveUser(ctx context.Context, email string) error {
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var userID int64
+		err := tx.QueryRow(ctx, `SELECT id FROM pgpush.users WHERE lower(email) = lower($1) FOR UPDATE`, email).Scan(&userID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrUserNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := endUserSessions(ctx, tx, userID); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `DELETE FROM pgpush.users WHERE id = $1`, userID)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("remove user %q: %w", email, err)
+	}
+	return nil
+}
+
+// endUserSessions deletes a user's sessions and announces each end, so
+// every instance closes their sockets once tx commits.
+func endUserSessions(ctx context.Context, tx pgx.Tx, userID int64) ([]string, error) {
+	rows, err := tx.Query(ctx, `DELETE FROM pgpush.sessions WHERE user_id = $1 RETURNING id`, userID)
+	if err != nil {
+		return nil, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range ids {
+		if err := notifyLogout(ctx, tx, id); err != nil {
+			return nil, err
+		}
+	}
+	return ids, nil
 }
 
 // ListUsers returns every account, disabled ones included, in creation order.
@@ -416,7 +438,7 @@ func (s *Store) Login(ctx context.Context, w http.ResponseWriter, r *http.Reques
 }
 
 // Logout ends the session named by r's cookie and expires the cookie. In the
-// same transaction it announces the end on ControlChannel, so every instance
+// same transaction it announces the end on db.ControlChannel, so every instance
 // closes the sockets opened with it once the delete commits. Without a
 // valid cookie for a live session it returns ErrNoSession.
 func (s *Store) Logout(ctx context.Context, w http.ResponseWriter, r *http.Request) (sessionID string, err error) {
@@ -536,12 +558,12 @@ func sessionID(token []byte) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// notifyLogout announces the end of session id on ControlChannel. NOTIFY
+// notifyLogout announces the end of session id on db.ControlChannel. NOTIFY
 // fires on commit, so a rolled-back end announces nothing.
 func notifyLogout(ctx context.Context, tx pgx.Tx, id string) error {
-	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ControlChannel, LogoutPayloadPrefix+id)
+	_, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, db.ControlChannel, db.LogoutPayloadPrefix+id)
 	if err != nil {
-		return fmt.Errorf("notify %s: %w", ControlChannel, err)
+		return fmt.Errorf("notify %s: %w", db.ControlChannel, err)
 	}
 	return nil
 }

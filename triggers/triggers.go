@@ -15,21 +15,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgpush/pgpush/db"
 )
 
 // TriggerName is the name of the trigger pgpush installs on a watched table.
 const TriggerName = "pgpush_capture"
-
-// ControlChannel is where configuration changes are announced, so every
-// running instance reloads without a restart.
-const ControlChannel = "pgpush_control"
-
-// ReloadPayload on ControlChannel asks instances to reload watched tables and grants.
-const ReloadPayload = "reload"
-
-// BroadcastChannel is the reserved channel for --broadcast events, which go
-// to every open socket rather than to subscribers.
-const BroadcastChannel = "pgpush:broadcast"
 
 // Operations that --on accepts.
 var operations = []string{"insert", "update", "delete"}
@@ -43,8 +34,6 @@ var ErrNotWatched = errors.New("table is not watched")
 var (
 	unsafeNameChars = regexp.MustCompile(`[^A-Za-z0-9_.\-]`)
 	plainIdentifier = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
-	namePattern     = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
-	channelPattern  = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,200}$`)
 )
 
 // Config is what `pgpush watch` asks for. Empty Entity and Channel take
@@ -101,10 +90,6 @@ func Singular(table string) string {
 	return table
 }
 
-// ValidChannel reports whether name may be used as a channel: letters,
-// digits and _ . : - only, so that names are safe in logs and URLs.
-func ValidChannel(name string) bool { return channelPattern.MatchString(name) }
-
 // resolve fills defaults and checks cfg against the table's real columns.
 func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 	w := Watched{
@@ -117,13 +102,13 @@ func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 	if w.Entity == "" {
 		w.Entity = unsafeNameChars.ReplaceAllString(Singular(relname), "_")
 	}
-	if !namePattern.MatchString(w.Entity) {
+	if !db.ValidName(w.Entity) {
 		return Watched{}, fmt.Errorf("invalid entity %q: use letters, digits, _ . -", w.Entity)
 	}
 	if w.Channel == "" {
 		w.Channel = w.Entity + "_changes"
 	}
-	if !ValidChannel(w.Channel) || strings.HasPrefix(w.Channel, "pgpush:") {
+	if !db.ValidChannel(w.Channel) || strings.HasPrefix(w.Channel, db.ReservedPrefix) {
 		return Watched{}, fmt.Errorf("invalid channel %q: use letters, digits, _ . : - (pgpush: is reserved)", w.Channel)
 	}
 	names := make([]string, 0, len(columns))
@@ -153,7 +138,7 @@ func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 		return Watched{}, errors.New("no column left to send: check --only and --exclude")
 	}
 	if w.Broadcast != "" {
-		if !namePattern.MatchString(w.Broadcast) {
+		if !db.ValidName(w.Broadcast) {
 			return Watched{}, fmt.Errorf("invalid broadcast type %q: use letters, digits, _ . -", w.Broadcast)
 		}
 		w.BroadcastOn = dedupe(cfg.BroadcastOn)
@@ -355,9 +340,7 @@ func Unwatch(ctx context.Context, pool *pgxpool.Pool, name string) error {
 
 // List returns the watched tables in name order. Tables dropped since they
 // were watched are left out.
-func List(ctx context.Context, q interface {
-	Query(context.Context, string, ...any) (pgx.Rows, error)
-}) ([]Watched, error) {
+func List(ctx context.Context, q db.Querier) ([]Watched, error) {
 	rows, err := q.Query(ctx, `
 		SELECT w.config FROM pgpush.watched w
 		JOIN pg_class c ON c.oid = w.table_oid
@@ -373,7 +356,7 @@ func List(ctx context.Context, q interface {
 }
 
 func notifyReload(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, ControlChannel, ReloadPayload); err != nil {
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, db.ControlChannel, db.ReloadPayload); err != nil {
 		return fmt.Errorf("announce reload: %w", err)
 	}
 	return nil

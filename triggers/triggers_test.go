@@ -69,33 +69,6 @@ func TestSingularOusesBug(t *testing.T) {
 	}
 }
 
-func TestValidChannel(t *testing.T) {
-	t.Parallel()
-	tests := []struct {
-		name string
-		want bool
-	}{
-		{"order_changes", true},
-		{"room:general", true},
-		{"a.b-c", true},
-		{strings.Repeat("a", 200), true},
-		{strings.Repeat("a", 201), false},
-		{"", false},
-		{"has space", false},
-		{"room:*", false},
-		{"it's", false},
-		{"ünï", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			if got := ValidChannel(tt.name); got != tt.want {
-				t.Errorf("ValidChannel(%q) = %v, want %v", tt.name, got, tt.want)
-			}
-		})
-	}
-}
-
 var ordersColumns = []Column{
 	{"id", "int8"},
 	{"status", "text"},

@@ -454,20 +454,20 @@ func TestWatchAnnouncesReload(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	conn := connect(t, tb)
-	mustExec(t, tb.ctx, conn, "LISTEN "+ControlChannel)
+	mustExec(t, tb.ctx, conn, "LISTEN "+db.ControlChannel)
 
 	mustWatch(t, tb, Config{Table: "orders"})
 	n := waitNotification(t, conn)
-	if n.Channel != ControlChannel || n.Payload != ReloadPayload {
-		t.Errorf("after Watch got notification %s %q, want %s %q", n.Channel, n.Payload, ControlChannel, ReloadPayload)
+	if n.Channel != db.ControlChannel || n.Payload != db.ReloadPayload {
+		t.Errorf("after Watch got notification %s %q, want %s %q", n.Channel, n.Payload, db.ControlChannel, db.ReloadPayload)
 	}
 
 	if err := Unwatch(tb.ctx, tb.pool, "orders"); err != nil {
 		t.Fatalf("Unwatch: %v", err)
 	}
 	n = waitNotification(t, conn)
-	if n.Channel != ControlChannel || n.Payload != ReloadPayload {
-		t.Errorf("after Unwatch got notification %s %q, want %s %q", n.Channel, n.Payload, ControlChannel, ReloadPayload)
+	if n.Channel != db.ControlChannel || n.Payload != db.ReloadPayload {
+		t.Errorf("after Unwatch got notification %s %q, want %s %q", n.Channel, n.Payload, db.ControlChannel, db.ReloadPayload)
 	}
 }
 
@@ -880,7 +880,7 @@ func TestBroadcast(t *testing.T) {
 	mustExec(t, tb.ctx, tb.pool, `DELETE FROM products`)
 	got := wantEvents(t, tb,
 		"product_changes product:created",
-		BroadcastChannel+" new_product",
+		db.BroadcastChannel+" new_product",
 		"product_changes product:updated",
 		"product_changes product:deleted")
 	if got[0].Seq != got[1].Seq {
@@ -902,9 +902,9 @@ func TestBroadcastOnUpdateDelete(t *testing.T) {
 	got := wantEvents(t, tb,
 		"product_changes product:created",
 		"product_changes product:updated",
-		BroadcastChannel+" product_feed",
+		db.BroadcastChannel+" product_feed",
 		"product_changes product:deleted",
-		BroadcastChannel+" product_feed")
+		db.BroadcastChannel+" product_feed")
 	if s, want := string(got[2].EventRow.Data), `{"id": 1, "name": "Green tea"}`; s != want {
 		t.Errorf("update broadcast data = %s, want %s (the new row, no changed_fields)", s, want)
 	}

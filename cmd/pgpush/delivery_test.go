@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgpush/pgpush/httpapi"
-
 	"github.com/gorilla/websocket"
 
 	"github.com/pgpush/pgpush/db"
@@ -153,7 +151,7 @@ func TestSlowClientDoesNotStallOthers(t *testing.T) {
 	t.Parallel()
 	pool, url, password := newShop(t)
 	exec(t, pool, `ALTER TABLE customers ADD COLUMN notes text`)
-	srv := startServer(t, url, func(c *httpapi.Config) {
+	srv := startServer(t, url, func(c *serverConfig) {
 		// The stalled client's blocked write must outlast the test, so
 		// that its close frame is what it finds when it reads again.
 		c.Hub.WriteWait = time.Minute

@@ -15,7 +15,6 @@ import (
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/db/cluster"
-	"github.com/pgpush/pgpush/httpapi"
 	"github.com/pgpush/pgpush/session"
 	"github.com/pgpush/pgpush/triggers"
 )
@@ -146,7 +145,7 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	if *simulate {
 		go simulateShop(ctx, pool, logger)
 	}
-	return httpapi.Run(ctx, cfg, ln, logger, started)
+	return runServer(ctx, cfg, ln, logger, started)
 }
 
 // createDatabase creates name unless it exists.
@@ -204,7 +203,7 @@ func setUpDemo(ctx context.Context, pool *pgxpool.Pool, hashCost int, logger *sl
 	}
 	// The demo prints a fresh password each run, so an earlier demo admin
 	// in the same database is replaced.
-	if _, err := pool.Exec(ctx, `DELETE FROM pgpush.users WHERE lower(email) = lower($1)`, demoAdminEmail); err != nil {
+	if err := store.RemoveUser(ctx, demoAdminEmail); err != nil && !errors.Is(err, session.ErrUserNotFound) {
 		return "", fmt.Errorf("reset demo admin: %w", err)
 	}
 	password := randomToken(12)

@@ -14,8 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgpush/pgpush/httpapi"
-
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
@@ -53,15 +51,15 @@ func newShop(t *testing.T) (*pgxpool.Pool, string, string) {
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // startServer runs serve in-process on a free port against dbURL.
-func startServer(t *testing.T, dbURL string, mutate func(*httpapi.Config)) *testServer {
+func startServer(t *testing.T, dbURL string, mutate func(*serverConfig)) *testServer {
 	t.Helper()
 	return startServerLogged(t, dbURL, mutate, io.Discard)
 }
 
 // startServerLogged is startServer with the server's debug log in logs.
-func startServerLogged(t *testing.T, dbURL string, mutate func(*httpapi.Config), logs io.Writer) *testServer {
+func startServerLogged(t *testing.T, dbURL string, mutate func(*serverConfig), logs io.Writer) *testServer {
 	t.Helper()
-	cfg := httpapi.Config{
+	cfg := serverConfig{
 		DatabaseURL:   dbURL,
 		SessionSecret: []byte("test-secret-test-secret-test-secret!"),
 		Retention:     time.Hour,
@@ -79,7 +77,7 @@ func startServerLogged(t *testing.T, dbURL string, mutate func(*httpapi.Config),
 	s := &testServer{base: "http://" + ln.Addr().String(), dbURL: dbURL, cancel: cancel, done: make(chan error, 1)}
 	started := make(chan struct{})
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	go func() { s.done <- httpapi.Run(ctx, cfg, ln, logger, func() { close(started) }) }()
+	go func() { s.done <- runServer(ctx, cfg, ln, logger, func() { close(started) }) }()
 	select {
 	case <-started:
 	case err := <-s.done:

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgpush/pgpush/httpapi"
-
 	"github.com/gorilla/websocket"
 )
 
@@ -174,7 +172,7 @@ func TestSocketAuthentication(t *testing.T) {
 	// With the demo's anonymous grants a cookieless socket stays open;
 	// without any anonymous grant it must be closed.
 	exec(t, pool, `DELETE FROM pgpush.grants WHERE role = 'anonymous'`)
-	srv := startServer(t, url, func(c *httpapi.Config) { c.AllowedOrigins = []string{"https://shop.example.com"} })
+	srv := startServer(t, url, func(c *serverConfig) { c.AllowedOrigins = []string{"https://shop.example.com"} })
 
 	t.Run("no cookie closes 1008", func(t *testing.T) {
 		c, _, err := srv.dial(t, "/ws", nil, nil)

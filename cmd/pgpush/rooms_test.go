@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pgpush/pgpush/httpapi"
 )
 
 // anonymous dials /ws without a cookie: the demo grants rooms and
@@ -211,7 +210,7 @@ func TestReservedChannelsRefuseGenericPublish(t *testing.T) {
 func TestEndedSessionsAreSwept(t *testing.T) {
 	t.Parallel()
 	pool, url, password := newShop(t)
-	srv := startServer(t, url, func(c *httpapi.Config) { c.SessionCheckEvery = 200 * time.Millisecond })
+	srv := startServer(t, url, func(c *serverConfig) { c.SessionCheckEvery = 200 * time.Millisecond })
 	c := srv.connect(t, srv.admin(t, password))
 	exec(t, pool, `DELETE FROM pgpush.sessions`) // no NOTIFY: as if it were missed
 	c.expectClose(websocket.ClosePolicyViolation)

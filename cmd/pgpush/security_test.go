@@ -503,12 +503,12 @@ func TestLoginRateLimits(t *testing.T) {
 		secAddUser(t, store, email, "customer", nil)
 	}
 	limits := httpapi.Limits{LoginFailuresPerAddress: 8}
-	direct := startServer(t, url, func(c *httpapi.Config) { c.Limits = limits })
+	direct := startServer(t, url, func(c *serverConfig) { c.Limits = limits })
 	proxies, err := httpapi.ParseProxies("127.0.0.1/32")
 	if err != nil {
 		t.Fatal(err)
 	}
-	proxied := startServer(t, url, func(c *httpapi.Config) { c.Limits = limits; c.TrustedProxies = proxies })
+	proxied := startServer(t, url, func(c *serverConfig) { c.Limits = limits; c.TrustedProxies = proxies })
 	xff := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
 	expectStatus := func(srv *testServer, email, password string, header http.Header, want int) {
 		t.Helper()
@@ -606,7 +606,7 @@ func TestSocketLimits(t *testing.T) {
 	t.Parallel()
 	pool, url, password := newShop(t)
 	const maxFrame = 64 << 10 // realtime.Options' default
-	srv := startServer(t, url, func(c *httpapi.Config) { c.Hub.MaxSubscriptions = 3 })
+	srv := startServer(t, url, func(c *serverConfig) { c.Hub.MaxSubscriptions = 3 })
 	cookie := srv.admin(t, password)
 	observer := srv.connect(t, cookie)
 	observer.subscribe("order_changes")
@@ -656,7 +656,7 @@ func TestSocketLimits(t *testing.T) {
 func TestSocketsPerAddress(t *testing.T) {
 	t.Parallel()
 	_, url, password := newShop(t)
-	srv := startServer(t, url, func(c *httpapi.Config) { c.Limits.SocketsPerAddress = 3 })
+	srv := startServer(t, url, func(c *serverConfig) { c.Limits.SocketsPerAddress = 3 })
 	cookie := srv.admin(t, password)
 	open := []*wsClient{srv.connect(t, cookie), srv.connect(t, cookie), srv.connect(t, cookie)}
 	_, resp, err := srv.dial(t, "/ws", cookie, nil)
@@ -915,7 +915,7 @@ func TestRevokeDuringReplay(t *testing.T) {
 	secAddUser(t, secStore(t, pool), "support@shop.example.com", "support", nil)
 	// r's blocked write must outlast the test: this is about the revoke,
 	// not about slow clients.
-	srv := startServer(t, url, func(c *httpapi.Config) { c.Hub.WriteWait = time.Minute })
+	srv := startServer(t, url, func(c *serverConfig) { c.Hub.WriteWait = time.Minute })
 	cookie := srv.login(t, "support@shop.example.com", secPassword)
 	observer := srv.connect(t, cookie)
 	observer.subscribe("order_changes")

@@ -13,13 +13,11 @@ import (
 	"github.com/pgpush/pgpush/session"
 )
 
-func configFromEnv(getenv env) (httpapi.Config, error) {
-	cfg := httpapi.Config{
+func configFromEnv(getenv env) (serverConfig, error) {
+	cfg := serverConfig{
 		DatabaseURL:   getenv("DATABASE_URL"),
 		ListenAddr:    getenv("LISTEN_ADDR"),
 		SessionSecret: []byte(getenv("SESSION_SECRET")),
-		Retention:     24 * time.Hour,
-		ShutdownWait:  10 * time.Second,
 	}
 	if cfg.ListenAddr == "" {
 		port := getenv("PORT")
@@ -68,7 +66,7 @@ func configFromEnv(getenv env) (httpapi.Config, error) {
 	return cfg, nil
 }
 
-func checkConfig(c httpapi.Config) error {
+func checkConfig(c serverConfig) error {
 	if c.DatabaseURL == "" {
 		return errors.New("no database: set DATABASE_URL or pass --database-url")
 	}
@@ -100,5 +98,5 @@ func runServe(ctx context.Context, args []string, cio cmdIO) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
-	return httpapi.Run(ctx, cfg, ln, logger, nil)
+	return runServer(ctx, cfg, ln, logger, nil)
 }
