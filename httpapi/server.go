@@ -4,14 +4,12 @@
 package httpapi
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -95,6 +93,9 @@ func (s *Server) Handler() http.Handler {
 		ReadBufferSize:  512,
 		WriteBufferSize: 0,
 		WriteBufferPool: &sync.Pool{},
+		// No compression: the hub frames messages itself, once per event
+		// for every socket.
+		EnableCompression: false,
 		// Checked before Upgrade with a JSON 403; by then it has passed.
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
@@ -471,7 +472,7 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		}
 	}()
 	p, authErr := s.principal(r)
-	conn, err := s.upgrader.Upgrade(batchingWriter{w}, r, nil)
+	conn, err := s.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
@@ -528,19 +529,4 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	return s.socketIO.Shutdown(ctx)
-}
-
-// batchingWriter hands gorilla a connection that can batch frames.
-type batchingWriter struct{ http.ResponseWriter }
-
-func (b batchingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	h, ok := b.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("connection cannot be hijacked")
-	}
-	conn, brw, err := h.Hijack()
-	if err != nil {
-		return nil, nil, err
-	}
-	return realtime.BatchingConn(conn), brw, nil
 }

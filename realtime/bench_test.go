@@ -48,7 +48,7 @@ func BenchmarkDispatch(b *testing.B) {
 			hub := NewHub(Options{QueueMessages: 1 << 20, QueueBytes: 1 << 30}, allowAll{}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 			clients := make([]*Client, n)
 			for i := range clients {
-				c := hub.newClient(&session.Principal{UserID: int64(i + 1), SessionID: "s"}, false)
+				c := hub.newClient(&session.Principal{UserID: int64(i + 1), SessionID: "s"}, newFakeTransport(), wireWS)
 				s := newSubscription(c, "order_changes", session.Access{})
 				s.pending = false
 				c.subs["order_changes"] = s
@@ -65,7 +65,7 @@ func BenchmarkDispatch(b *testing.B) {
 				hub.Dispatch([]*Event{EventFromRow(row)})
 				if seq%64 == 0 {
 					for _, c := range clients {
-						c.queue.drain(nil)
+						c.t.(*fakeTransport).take()
 					}
 				}
 			}

@@ -11,7 +11,6 @@ import (
 	"sync/atomic"
 	"unicode/utf8"
 
-	"github.com/gorilla/websocket"
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/session"
 )
@@ -22,22 +21,18 @@ var (
 	errSubscriptionEnded    = errors.New("subscription ended")
 )
 
-// Client is one socket, /ws or Socket.IO. Its transport (ws.go,
-// socketio.go) owns the connection: one goroutine writes what the queue
-// holds, one reads and calls handle. Everything else talks to it through
-// send and closeWith.
+// Client is one socket, /ws or Socket.IO. Its transport owns the
+// connection; everything else talks to the client through send and
+// closeWith, and the fan-out through queueWire.
 type Client struct {
 	id        uint64
 	hub       *Hub
 	principal *session.Principal
-	queue     *sendQueue
+	t         transport
+	wire      wireForm
 	log       *slog.Logger
 	// originID names this socket across instances ("<instance>:<id>").
 	originID string
-	// socketIO selects the Socket.IO wire form for every frame.
-	socketIO bool
-	// conn is the /ws connection; nil for Socket.IO clients.
-	conn *websocket.Conn
 	// statsListener: the client used the notification features, so it
 	// gets server-stats pushes.
 	statsListener atomic.Bool
@@ -49,7 +44,7 @@ type Client struct {
 	notifyEveryone atomic.Bool
 
 	closeOnce   sync.Once
-	closing     chan struct{}
+	closingCh   chan struct{}
 	closeCode   int
 	closeReason string
 
@@ -57,15 +52,15 @@ type Client struct {
 	subs map[string]*subscription
 }
 
-// newClient makes a client for the hub; the transport registers it.
-func (h *Hub) newClient(p *session.Principal, socketIO bool) *Client {
+// newClient makes a client for the hub; serve registers it.
+func (h *Hub) newClient(p *session.Principal, t transport, wire wireForm) *Client {
 	c := &Client{
 		id:        h.nextID.Add(1),
 		hub:       h,
 		principal: p,
-		socketIO:  socketIO,
-		queue:     newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages),
-		closing:   make(chan struct{}),
+		t:         t,
+		wire:      wire,
+		closingCh: make(chan struct{}),
 		subs:      make(map[string]*subscription),
 	}
 	c.log = h.log.With("conn_id", c.id, "user_id", p.UserID)
@@ -87,34 +82,30 @@ func (c *Client) mayReceive(channel string) bool {
 // origin names this socket across instances.
 func (c *Client) origin() string { return c.originID }
 
-// send queues a control frame (in /ws form; converted for Socket.IO)
+// send queues a control frame (in /ws form; converted for the transport)
 // without blocking.
 func (c *Client) send(frame []byte) bool {
-	if c.socketIO {
-		frame = toSocketIO(frame)
-	}
-	return c.sendWire(frame)
+	return c.sendWire(c.wire.control(frame))
 }
 
 // sendWire queues a frame already in this client's wire form and wakes
-// the writer. A full queue means the peer is too slow: it is closed with
-// 1013 and the caller moves on.
+// the writer.
 func (c *Client) sendWire(frame []byte) bool {
 	if !c.queueWire(frame) {
 		return false
 	}
-	signal(c.queue.ready)
+	c.t.flush()
 	return true
 }
 
-// queueWire is sendWire without the wake-up; the caller wakes the writer.
+// queueWire is sendWire without the wake-up; the caller flushes. A full
+// queue means the peer is too slow: it is closed with 1013 and the caller
+// moves on.
 func (c *Client) queueWire(frame []byte) bool {
-	select {
-	case <-c.closing:
+	if c.isClosing() {
 		return false
-	default:
 	}
-	if !c.queue.pushQuiet(frame, c.queue.maxBytes, c.queue.maxMessages) {
+	if !c.t.push(frame) {
 		c.hub.stats.DroppedSlow.Add(1)
 		if c.closeWith(CloseTryAgainLater, "client too slow") {
 			c.hub.stats.SlowDisconnects.Add(1)
@@ -124,7 +115,17 @@ func (c *Client) queueWire(frame []byte) bool {
 	return true
 }
 
-// closeWith asks the write pump to send a close frame and end the socket.
+// isClosing reports whether closeWith was called.
+func (c *Client) isClosing() bool {
+	select {
+	case <-c.closingCh:
+		return true
+	default:
+		return false
+	}
+}
+
+// closeWith asks the transport to send a close frame and end the socket.
 // The first reason wins; it reports whether this call was the first.
 func (c *Client) closeWith(code int, reason string) bool {
 	first := false
@@ -132,8 +133,11 @@ func (c *Client) closeWith(code int, reason string) bool {
 		first = true
 		c.closeCode = code
 		c.closeReason = reason
-		close(c.closing)
+		close(c.closingCh)
 	})
+	if first && c.t != nil {
+		c.t.closing()
+	}
 	return first
 }
 
@@ -252,17 +256,17 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 				s.mu.Unlock()
 				return nil
 			}
-			pushed := c.queue.pushBelow(ev.frame(c.socketIO, false), c.queue.maxBytes/2, c.queue.maxMessages/2)
+			pushed := c.t.pushBelow(ev.frame(c.wire, false))
 			s.mu.Unlock()
 			if pushed {
 				c.hub.stats.Delivered.Add(1)
 				return nil
 			}
 			select {
-			case <-c.queue.room:
+			case <-c.t.drained():
 			case <-s.endedCh:
 				return errSubscriptionEnded
-			case <-c.closing:
+			case <-c.closingCh:
 				return errClientClosing
 			case <-ctx.Done():
 				return ctx.Err()

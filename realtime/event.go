@@ -43,11 +43,15 @@ type Event struct {
 	Origin string
 
 	// Each wire form is built once, on first use, and shared by every
-	// socket that needs it.
-	envelope    frameCache // §3 event object
-	sioEnvelope frameCache // the same as a Socket.IO EVENT packet
-	sioRaw      frameCache // Data (a room or notification frame) as a Socket.IO packet
-	broadcast   frameCache // {"type":TYPE,"data":{row}}
+	// socket that needs it: /ws frames are kept with their WebSocket
+	// header, so a delivery is only a write.
+	envelope    frameCache // §3 event object (JSON)
+	wsEnvelope  frameCache // envelope as a WebSocket text frame
+	sioEnvelope frameCache // envelope as a Socket.IO EVENT packet
+	wsRaw       frameCache // Data (a room or notification frame) as a WebSocket frame
+	sioRaw      frameCache // Data as a Socket.IO packet
+	broadcast   frameCache // {"type":TYPE,"data":{row}} (JSON)
+	wsBcast     frameCache
 	sioBcast    frameCache
 
 	fieldsOnce sync.Once
@@ -98,17 +102,18 @@ func (e *Event) Encoded() []byte {
 	})
 }
 
-// frame returns the event as the given socket kind and render mode needs it.
-func (e *Event) frame(socketIO bool, raw bool) []byte {
+// frame returns the event in a wire form: the §3 object, or with raw its
+// data as the frame itself (rooms and notifications).
+func (e *Event) frame(wire wireForm, raw bool) []byte {
 	switch {
-	case raw && socketIO:
+	case raw && wire == wireSocketIO:
 		return e.sioRaw.get(func() []byte { return toSocketIO(e.Data) })
 	case raw:
-		return e.Data
-	case socketIO:
+		return e.wsRaw.get(func() []byte { return wsTextFrame(e.Data) })
+	case wire == wireSocketIO:
 		return e.sioEnvelope.get(func() []byte { return socketIOPacket(e.Name, e.Encoded()) })
 	default:
-		return e.Encoded()
+		return e.wsEnvelope.get(func() []byte { return wsTextFrame(e.Encoded()) })
 	}
 }
 
@@ -227,8 +232,8 @@ func matchesAttr(field json.RawMessage, attr string) bool {
 
 // broadcastFrame is the Ocha-style announcement {"type":TYPE,"data":{row}}
 // that --broadcast sends to every socket.
-func (e *Event) broadcastFrame(socketIO bool) []byte {
-	ws := e.broadcast.get(func() []byte {
+func (e *Event) broadcastFrame(wire wireForm) []byte {
+	msg := e.broadcast.get(func() []byte {
 		data := e.Data
 		if len(data) == 0 {
 			data = json.RawMessage("{}")
@@ -239,10 +244,10 @@ func (e *Event) broadcastFrame(socketIO bool) []byte {
 		}{e.Name, data})
 		return b
 	})
-	if !socketIO {
-		return ws
+	if wire == wireSocketIO {
+		return e.sioBcast.get(func() []byte { return toSocketIO(msg) })
 	}
-	return e.sioBcast.get(func() []byte { return toSocketIO(ws) })
+	return e.wsBcast.get(func() []byte { return wsTextFrame(msg) })
 }
 
 // socketIOPacket encodes a Socket.IO EVENT packet: 42["name",payload].

@@ -209,7 +209,7 @@ func (h *Hub) Dispatch(events []*Event) {
 	}
 	wake := func() {
 		for _, c := range woken {
-			signal(c.queue.ready)
+			c.t.flush()
 		}
 		woken = woken[:0]
 		h.wakeRound++
@@ -241,14 +241,14 @@ func (h *Hub) Dispatch(events []*Event) {
 		switch ev.Channel {
 		case db.BroadcastChannel:
 			for _, c := range clients {
-				if c.queueWire(ev.broadcastFrame(c.socketIO)) {
+				if c.queueWire(ev.broadcastFrame(c.wire)) {
 					delivered++
 					touch(c)
 				}
 			}
 		case db.NotifyEveryoneChannel:
 			for _, c := range clients {
-				if c.mayReceive(db.NotifyEveryoneChannel) && c.queueWire(ev.frame(c.socketIO, true)) {
+				if c.mayReceive(db.NotifyEveryoneChannel) && c.queueWire(ev.frame(c.wire, true)) {
 					delivered++
 					touch(c)
 				}

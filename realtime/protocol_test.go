@@ -174,22 +174,22 @@ func TestSendQueueCaps(t *testing.T) {
 	q := newSendQueue(100, 6)
 	big := make([]byte, 150)
 	for i := range minQueuedFrames {
-		if !q.pushBelow(big, q.maxBytes, q.maxMessages) {
+		if !q.push(big) {
 			t.Fatalf("frame %d over the byte cap refused; the first %d must always be queued", i, minQueuedFrames)
 		}
 	}
-	if q.pushBelow([]byte("x"), q.maxBytes, q.maxMessages) {
+	if q.push([]byte("x")) {
 		t.Fatal("push over the byte cap succeeded")
 	}
 	if got := len(q.drain(nil)); got != minQueuedFrames {
 		t.Fatalf("drain() = %d frames, want %d", got, minQueuedFrames)
 	}
 	for i := range 6 {
-		if !q.pushBelow([]byte("x"), q.maxBytes, q.maxMessages) {
+		if !q.push([]byte("x")) {
 			t.Fatalf("push %d failed below the caps", i)
 		}
 	}
-	if q.pushBelow([]byte("x"), q.maxBytes, q.maxMessages) {
+	if q.push([]byte("x")) {
 		t.Fatal("push over the message cap succeeded")
 	}
 }

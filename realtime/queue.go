@@ -4,10 +4,10 @@ import (
 	"sync"
 )
 
-// sendQueue is a socket's bounded outbox. Any goroutine may push; only the
-// write pump drains. push never blocks, so a slow socket can never hold up
-// the fan-out: when the queue is over its cap, push fails and the caller
-// closes the socket with 1013.
+// sendQueue is a /ws socket's bounded outbox of framed bytes. Any
+// goroutine may push; only the writer drains. push never blocks, so a slow
+// socket can never hold up the fan-out: when the queue is over its cap,
+// push fails and the caller closes the socket with 1013.
 type sendQueue struct {
 	maxBytes    int
 	maxMessages int
@@ -16,8 +16,7 @@ type sendQueue struct {
 	msgs  [][]byte
 	bytes int
 
-	ready chan struct{} // one token: the write pump has something to send
-	room  chan struct{} // one token: the write pump just drained
+	room chan struct{} // one token: the writer just drained
 }
 
 // minQueuedFrames frames are always accepted, whatever their size: one
@@ -27,28 +26,18 @@ type sendQueue struct {
 const minQueuedFrames = 4
 
 func newSendQueue(maxBytes, maxMessages int) *sendQueue {
-	return &sendQueue{
-		maxBytes:    maxBytes,
-		maxMessages: maxMessages,
-		ready:       make(chan struct{}, 1),
-		room:        make(chan struct{}, 1),
-	}
+	return &sendQueue{maxBytes: maxBytes, maxMessages: maxMessages, room: make(chan struct{}, 1)}
 }
 
-// pushBelow appends msg unless that would pass the given caps, and wakes
-// the writer; it reports success.
-func (q *sendQueue) pushBelow(msg []byte, maxBytes, maxMessages int) bool {
-	if !q.pushQuiet(msg, maxBytes, maxMessages) {
-		return false
-	}
-	signal(q.ready)
-	return true
+// push appends msg unless the queue is over its cap; it reports success.
+func (q *sendQueue) push(msg []byte) bool { return q.pushWithin(msg, q.maxBytes, q.maxMessages) }
+
+// pushBelow appends msg only while the queue is under half its cap.
+func (q *sendQueue) pushBelow(msg []byte) bool {
+	return q.pushWithin(msg, q.maxBytes/2, q.maxMessages/2)
 }
 
-// pushQuiet appends without waking the writer: the fan-out queues a run of
-// events first and wakes each writer once, so that a busy socket gets
-// them in one write instead of one write per frame.
-func (q *sendQueue) pushQuiet(msg []byte, maxBytes, maxMessages int) bool {
+func (q *sendQueue) pushWithin(msg []byte, maxBytes, maxMessages int) bool {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if len(q.msgs) >= minQueuedFrames && (q.bytes+len(msg) > maxBytes || len(q.msgs)+1 > maxMessages) {
@@ -59,15 +48,33 @@ func (q *sendQueue) pushQuiet(msg []byte, maxBytes, maxMessages int) bool {
 	return true
 }
 
-// drain takes everything queued. Only the write pump calls it.
+// pushControl appends a tiny control frame (a ping) whatever the cap: a
+// full queue is the write deadline's business, not the heartbeat's.
+func (q *sendQueue) pushControl(msg []byte) {
+	q.mu.Lock()
+	q.msgs = append(q.msgs, msg)
+	q.mu.Unlock()
+}
+
+// len reports how many frames wait.
+func (q *sendQueue) len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.msgs)
+}
+
+// drain takes everything queued. Only the writer calls it. An emptied
+// backing array is dropped rather than kept, so an idle socket holds no
+// buffer.
 func (q *sendQueue) drain(into [][]byte) [][]byte {
 	q.mu.Lock()
 	into = append(into, q.msgs...)
-	clear(q.msgs)
-	q.msgs = q.msgs[:0]
+	q.msgs = nil
 	q.bytes = 0
 	q.mu.Unlock()
-	signal(q.room)
+	if len(into) > 0 {
+		signal(q.room)
+	}
 	return into
 }
 

@@ -37,81 +37,75 @@ func socketIOMessage(ev socketio.Event) clientMessage {
 // ServeSocketIO runs one Socket.IO client as a hub client until it leaves:
 // it shares channels, rooms and notifications with /ws clients.
 func (h *Hub) ServeSocketIO(ctx context.Context, s *socketio.Socket, p *session.Principal) {
-	c := h.newClient(p, true)
-	// Before register: connection-confirmed must be first.
-	c.refreshAccess(ctx)
+	t := &sioTransport{sock: s}
+	c := h.newClient(p, t, wireSocketIO)
+	t.c = c
 	// ChapFood's clients speak Socket.IO: they get server-stats pushes.
 	c.statsListener.Store(true)
-	c.send(dataFrame("connection-confirmed", map[string]any{
+	greeting := dataFrame("connection-confirmed", map[string]any{
 		"socketId":   s.ID(),
 		"serverTime": time.Now().UTC().Format(timestampLayout),
-	}))
-	if !h.register(c) {
-		s.Close("server shutting down")
-		return
-	}
-	defer h.unregister(c)
-	h.confirmSession(ctx, c)
-	h.stats.SocketsOpened.Add(1)
-	c.log.Info("socket.io client connected", "role", p.Role, "anonymous", p.Anonymous())
+	})
+	h.serve(ctx, c, greeting, "socket.io client connected")
+}
 
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.socketIOWritePump(s)
-	}()
-	flood := rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
-read:
+// sioTransport is a Socket.IO session. The session owns the connection
+// (long-polling or WebSocket), its writer and its heartbeat; packets are
+// queued straight into the session's bounded queue, so the hub adds no
+// queue and no goroutine of its own besides the reader.
+type sioTransport struct {
+	c    *Client
+	sock *socketio.Socket
+}
+
+func (t *sioTransport) push(packet []byte) bool { return t.emit(packet, socketio.MaxQueueBytes) }
+
+func (t *sioTransport) pushBelow(packet []byte) bool {
+	return t.emit(packet, socketio.MaxQueueBytes/2)
+}
+
+func (t *sioTransport) emit(packet []byte, limit int) bool {
+	queued, err := t.sock.EmitRawWithin(packet, limit)
+	switch {
+	case errors.Is(err, socketio.ErrQueueFull):
+		t.c.hub.stats.SlowDisconnects.Add(1)
+		t.c.closeWith(CloseTryAgainLater, "client too slow")
+	case err != nil:
+		t.c.closeWith(CloseGoingAway, "transport closed")
+	}
+	return queued
+}
+
+func (t *sioTransport) drained() <-chan struct{} { return t.sock.Drained() }
+
+// flush and ping: the session writes as soon as a packet is queued, and
+// keeps its own Engine.IO heartbeat.
+func (t *sioTransport) flush() {}
+func (t *sioTransport) ping()  {}
+
+func (t *sioTransport) closing() { t.sock.Close(t.c.closeReason) }
+
+func (t *sioTransport) finish() { <-t.sock.Done() }
+
+func (t *sioTransport) readLoop(ctx context.Context, c *Client) {
+	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
 	for {
 		select {
-		case <-c.closing:
-			break read
-		case ev, ok := <-s.Events():
+		case <-c.closingCh:
+			return
+		case ev, ok := <-t.sock.Events():
 			if !ok {
-				break read
+				c.closeWith(CloseGoingAway, "transport closed")
+				return
 			}
 			if !flood.Allow() {
 				c.closeWith(ClosePolicyViolation, "too many messages")
-				break read
+				return
 			}
 			c.dispatch(ctx, socketIOMessage(ev))
 			if ev.Ack != nil {
 				_ = ev.Ack()
 			}
-		}
-	}
-	c.closeWith(CloseNormal, "")
-	<-writerDone
-	c.dropSubscriptions()
-	c.log.Info("socket.io client disconnected", "code", c.closeCode, "reason", c.closeReason)
-}
-
-// socketIOWritePump hands queued packets to the Socket.IO session, which
-// owns the transport (long-polling or WebSocket) and its own bounded queue.
-func (c *Client) socketIOWritePump(s *socketio.Socket) {
-	var batch [][]byte
-	for {
-		select {
-		case <-c.queue.ready:
-			batch = c.queue.drain(batch[:0])
-			for _, packet := range batch {
-				if err := s.EmitRaw(packet); err != nil {
-					if errors.Is(err, socketio.ErrQueueFull) {
-						c.hub.stats.SlowDisconnects.Add(1)
-						c.closeWith(CloseTryAgainLater, "client too slow")
-					} else {
-						c.closeWith(CloseGoingAway, "transport closed")
-					}
-					return
-				}
-			}
-			clear(batch)
-		case <-c.closing:
-			s.Close(c.closeReason)
-			return
-		case <-s.Done():
-			c.closeWith(CloseGoingAway, "transport closed")
-			return
 		}
 	}
 }

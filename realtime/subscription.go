@@ -82,7 +82,7 @@ func (s *subscription) offer(ev *Event) bool {
 		s.buffer = append(s.buffer, ev)
 		return false // counted as delivered when activate sends it
 	}
-	return s.client.queueWire(ev.frame(s.client.socketIO, s.raw))
+	return s.client.queueWire(ev.frame(s.client.wire, s.raw))
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.
@@ -93,7 +93,7 @@ func (s *subscription) activate() {
 		if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
 			continue
 		}
-		if !s.client.sendWire(ev.frame(s.client.socketIO, s.raw)) {
+		if !s.client.sendWire(ev.frame(s.client.wire, s.raw)) {
 			break
 		}
 		s.client.hub.stats.Delivered.Add(1)

@@ -2,125 +2,177 @@ package realtime
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
-	"github.com/pgpush/pgpush/session"
 	"golang.org/x/time/rate"
+
+	"github.com/pgpush/pgpush/session"
 )
 
-// ServeConn runs a socket until it closes: it registers the client, sends
-// the connected frame, runs the write pump in a goroutine and the read pump
-// here, and cleans up before returning.
-func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal) {
-	c := h.newClient(p, false)
-	c.conn = conn
-	// Before register: the connected frame must be first, ahead of any
-	// broadcast dispatched the moment the client is visible.
-	c.refreshAccess(ctx)
-	c.send(connectedFrame(p))
-	if !h.register(c) {
-		_ = conn.WriteControl(websocket.CloseMessage,
-			websocket.FormatCloseMessage(CloseGoingAway, "server shutting down"), time.Now().Add(h.opts.WriteWait))
-		_ = conn.Close()
-		return
-	}
-	defer h.unregister(c)
-	h.confirmSession(ctx, c)
-	h.stats.SocketsOpened.Add(1)
-	c.log.Info("socket opened", "role", p.Role, "anonymous", p.Anonymous())
+// closeDrainWait is how long a closing socket keeps reading (and
+// discarding) after its close frame: closing with unread data in the
+// kernel's buffer sends an RST, which can overtake the close frame, so a
+// client that is still sending would see a reset instead of 1008 or 1009.
+const closeDrainWait = 2 * time.Second
 
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writePump()
-	}()
-	c.readPump(ctx)
-	c.closeWith(CloseNormal, "")
-	<-writerDone
-	c.dropSubscriptions()
-	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
+// ServeConn runs a /ws socket until it closes. conn must be upgraded
+// without compression: the writer frames messages itself.
+func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal) {
+	t := &wsTransport{
+		conn:      conn,
+		raw:       conn.NetConn(),
+		queue:     newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages),
+		closeSent: make(chan struct{}),
+	}
+	c := h.newClient(p, t, wireWS)
+	t.c = c
+	h.serve(ctx, c, connectedFrame(p), "socket opened")
 }
 
-func (c *Client) writePump() {
-	ticker := time.NewTicker(c.hub.opts.pingPeriod())
-	defer ticker.Stop()
-	defer c.conn.Close()
-	bc, _ := c.conn.NetConn().(*batchConn)
+// wsTransport is a /ws connection. Frames are queued already framed (the
+// event's bytes are shared by every socket) and written by a writer
+// goroutine that runs only while there is something to write, so an idle
+// socket costs one blocked reader and no writer. Writes go straight to the
+// network connection, one writev per drained batch; gorilla's own control
+// frames (pong replies) go to the same connection, and the kernel socket's
+// write lock keeps each Write whole, so frames never interleave.
+type wsTransport struct {
+	c     *Client
+	conn  *websocket.Conn // only readLoop reads from it
+	raw   net.Conn
+	queue *sendQueue
+
+	mu        sync.Mutex
+	writing   bool // a writer goroutine is running (or the close is sent)
+	closeSent chan struct{}
+}
+
+func (t *wsTransport) push(frame []byte) bool { return t.queue.push(frame) }
+
+func (t *wsTransport) pushBelow(frame []byte) bool {
+	if !t.queue.pushBelow(frame) {
+		return false
+	}
+	t.flush()
+	return true
+}
+
+func (t *wsTransport) drained() <-chan struct{} { return t.queue.room }
+
+var wsPingFrame = []byte{0x80 | websocket.PingMessage, 0}
+
+func (t *wsTransport) ping() {
+	t.queue.pushControl(wsPingFrame)
+	t.flush()
+}
+
+func (t *wsTransport) closing() { t.flush() }
+
+// flush starts the writer unless one is running. The writer re-checks the
+// queue and the close under mu before it stops, and flush takes mu after
+// the push it follows: a push is never left unwritten.
+func (t *wsTransport) flush() {
+	t.mu.Lock()
+	if t.writing {
+		t.mu.Unlock()
+		return
+	}
+	t.writing = true
+	t.mu.Unlock()
+	go t.write()
+}
+
+func (t *wsTransport) write() {
+	c := t.c
 	var batch [][]byte
 	for {
 		select {
-		case <-c.queue.ready:
-			batch = c.queue.drain(batch[:0])
-			if bc != nil && len(batch) > 1 {
-				bc.begin()
-			}
-			for _, frame := range batch {
-				// A close requested meanwhile wins over queued frames: a
-				// slow client must not get its backlog first.
-				select {
-				case <-c.closing:
-					if bc != nil {
-						_ = bc.flush(time.Now().Add(c.hub.opts.WriteWait))
-					}
-					c.writeClose()
-					return
-				default:
-				}
-				_ = c.conn.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-				if err := c.conn.WriteMessage(websocket.TextMessage, frame); err != nil {
-					c.closeWith(CloseGoingAway, "write failed")
-					return
-				}
-			}
-			if bc != nil {
-				if err := bc.flush(time.Now().Add(c.hub.opts.WriteWait)); err != nil {
-					c.closeWith(CloseGoingAway, "write failed")
-					return
-				}
-			}
-			clear(batch)
-		case <-ticker.C:
-			if err := c.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(c.hub.opts.WriteWait)); err != nil {
-				c.closeWith(CloseGoingAway, "ping failed")
+		case <-c.closingCh:
+			// A close requested meanwhile wins over queued frames: a slow
+			// client must not get its backlog first.
+			t.writeClose()
+			return // writing stays true: no writer after the close
+		default:
+		}
+		batch = t.queue.drain(batch[:0])
+		if len(batch) == 0 {
+			t.mu.Lock()
+			if t.queue.len() == 0 && !c.isClosing() {
+				t.writing = false
+				t.mu.Unlock()
 				return
 			}
-		case <-c.closing:
-			c.writeClose()
-			return
+			t.mu.Unlock()
+			continue
 		}
+		_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+		bufs := net.Buffers(batch)
+		if _, err := bufs.WriteTo(t.raw); err != nil {
+			c.closeWith(CloseGoingAway, "write failed")
+		}
+		clear(batch)
 	}
 }
 
-func (c *Client) writeClose() {
-	_ = c.conn.WriteControl(websocket.CloseMessage,
-		websocket.FormatCloseMessage(c.closeCode, c.closeReason), time.Now().Add(c.hub.opts.WriteWait))
+// writeClose sends the close frame and half-closes, so the peer sees the
+// close code and then the end of the stream.
+func (t *wsTransport) writeClose() {
+	defer close(t.closeSent)
+	c := t.c
+	_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+	if _, err := t.raw.Write(wsCloseFrame(c.closeCode, c.closeReason)); err != nil {
+		return
+	}
+	if hc, ok := t.raw.(interface{ CloseWrite() error }); ok {
+		_ = hc.CloseWrite()
+	}
+	// Wakes readLoop if it is blocked: from here on it only drains.
+	_ = t.raw.SetReadDeadline(time.Now().Add(closeDrainWait))
 }
 
-func (c *Client) readPump(ctx context.Context) {
-	c.conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
-	extend := func() { _ = c.conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
+func (t *wsTransport) finish() {
+	<-t.closeSent
+	// Drain what the peer still sends until it closes or the deadline set
+	// by writeClose passes; gorilla may have stopped reading after an error
+	// (a frame over the limit), so read the raw connection.
+	_, _ = io.Copy(io.Discard, t.raw)
+	_ = t.raw.Close()
+}
+
+func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
+	conn := t.conn
+	conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
+	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
 	extend()
-	c.conn.SetPongHandler(func(string) error { extend(); return nil })
+	conn.SetPongHandler(func(string) error {
+		if !c.isClosing() {
+			extend()
+		}
+		return nil
+	})
 	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
 	for {
-		kind, frame, err := c.conn.ReadMessage()
+		kind, frame, err := conn.ReadMessage()
 		if err != nil {
+			var ce *websocket.CloseError
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
 				c.closeWith(CloseMessageTooBig, "frame too large")
+			case errors.As(err, &ce):
+				c.closeWith(ce.Code, "closed by client")
 			default:
-				var ce *websocket.CloseError
-				if errors.As(err, &ce) {
-					c.closeWith(ce.Code, "closed by client")
-				} else {
-					c.closeWith(CloseGoingAway, "read failed")
-				}
+				c.closeWith(CloseGoingAway, "read failed")
 			}
 			return
+		}
+		if c.isClosing() {
+			return // finish drains the rest
 		}
 		extend()
 		if !flood.Allow() {
@@ -132,63 +184,37 @@ func (c *Client) readPump(ctx context.Context) {
 			continue
 		}
 		c.handle(ctx, frame)
-		select {
-		case <-c.closing:
-			return
-		default:
-		}
 	}
 }
 
-// batchConn lets the write pump send a drained batch of frames with one
-// write instead of one per frame: during a batch, writes are buffered and
-// go out at flush. Outside a batch (control frames from gorilla's read
-// side, the close frame) writes pass straight through. gorilla holds its
-// own write lock across each frame, so frames never interleave.
-type batchConn struct {
-	net.Conn
-	mu       sync.Mutex
-	batching bool
-	buf      []byte
+// wsTextFrame frames payload as one unmasked WebSocket text frame (RFC
+// 6455 §5.2), the form a server sends.
+func wsTextFrame(payload []byte) []byte {
+	return appendWSFrame(make([]byte, 0, len(payload)+10), websocket.TextMessage, payload)
 }
 
-// BatchingConn wraps a hijacked connection for the write pump's batching.
-// httpapi hands it to gorilla's Upgrader through Hijack.
-func BatchingConn(c net.Conn) net.Conn { return &batchConn{Conn: c} }
-
-func (b *batchConn) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.batching {
-		b.buf = append(b.buf, p...)
-		return len(p), nil
+func appendWSFrame(dst []byte, opcode int, payload []byte) []byte {
+	dst = append(dst, 0x80|byte(opcode)) // FIN
+	switch n := len(payload); {
+	case n < 126:
+		dst = append(dst, byte(n))
+	case n <= 0xFFFF:
+		dst = append(dst, 126)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(n))
+	default:
+		dst = append(dst, 127)
+		dst = binary.BigEndian.AppendUint64(dst, uint64(n))
 	}
-	return b.Conn.Write(p)
+	return append(dst, payload...)
 }
 
-func (b *batchConn) begin() {
-	b.mu.Lock()
-	b.batching = true
-	b.mu.Unlock()
-}
+// maxCloseReasonBytes keeps a close frame's payload within the 125 bytes
+// a control frame may carry.
+const maxCloseReasonBytes = 123
 
-// maxRetainedBatchBytes: a larger batch buffer is dropped after use, so a
-// burst does not pin memory on an idle socket.
-const maxRetainedBatchBytes = 64 << 10
-
-func (b *batchConn) flush(deadline time.Time) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.batching = false
-	if len(b.buf) == 0 {
-		return nil
+func wsCloseFrame(code int, reason string) []byte {
+	if len(reason) > maxCloseReasonBytes {
+		reason = reason[:maxCloseReasonBytes]
 	}
-	_ = b.Conn.SetWriteDeadline(deadline)
-	_, err := b.Conn.Write(b.buf)
-	if cap(b.buf) > maxRetainedBatchBytes {
-		b.buf = nil
-	} else {
-		b.buf = b.buf[:0]
-	}
-	return err
+	return appendWSFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
 }

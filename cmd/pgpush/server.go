@@ -185,6 +185,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 	g.Go(func() error { s.watchGrantsAndSessions(gctx); return nil })
 	g.Go(func() error { s.prune(gctx); return nil })
 	g.Go(func() error { s.hub.RunStatsPush(gctx, time.Second); return nil })
+	g.Go(func() error { s.hub.RunPings(gctx); return nil })
 	g.Go(func() error { s.markDelivered(gctx); return nil })
 	if s.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, s.cfg.PprofAddr) })

@@ -18,10 +18,11 @@ type sendQueue struct {
 
 	ready   chan struct{} // rung on every push
 	emptied chan struct{} // rung when take empties the queue
+	drained chan struct{} // the same, for the application (Socket.Drained)
 }
 
 func newSendQueue() *sendQueue {
-	return &sendQueue{ready: make(chan struct{}, 1), emptied: make(chan struct{}, 1)}
+	return &sendQueue{ready: make(chan struct{}, 1), emptied: make(chan struct{}, 1), drained: make(chan struct{}, 1)}
 }
 
 // push appends p unless the capped bytes would exceed limit. p must not be
@@ -57,6 +58,7 @@ func (q *sendQueue) take() [][]byte {
 	q.mu.Unlock()
 	if len(packets) > 0 {
 		ring(q.emptied)
+		ring(q.drained)
 	}
 	return packets
 }

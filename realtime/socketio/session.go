@@ -186,19 +186,28 @@ func (s *session) clientLeft() {
 // send queues an encoded message from the application, within
 // MaxQueueBytes.
 func (s *session) send(p []byte) error {
+	_, err := s.sendWithin(p, MaxQueueBytes)
+	return err
+}
+
+// sendWithin queues p if no more than limit bytes would wait. Past
+// MaxQueueBytes the client is too slow for the backlog to matter: it is
+// dropped, so that DISCONNECT goes out next, and the session closes.
+func (s *session) sendWithin(p []byte, limit int) (bool, error) {
 	select {
 	case <-s.closing:
-		return ErrClosed
+		return false, ErrClosed
 	default:
 	}
-	if !s.queue.push(p, MaxQueueBytes) {
-		// The client is too slow for the backlog to matter: drop it, so
-		// that DISCONNECT goes out next.
-		s.queue.take()
-		s.close("send queue full", true)
-		return ErrQueueFull
+	if s.queue.push(p, min(limit, MaxQueueBytes)) {
+		return true, nil
 	}
-	return nil
+	if limit < MaxQueueBytes {
+		return false, nil
+	}
+	s.queue.take()
+	s.close("send queue full", true)
+	return false, ErrQueueFull
 }
 
 // enterPoll claims one of the session's two polling slots (busy is

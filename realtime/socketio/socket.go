@@ -100,12 +100,25 @@ func (s *Socket) Emit(event string, args ...any) error {
 // many sockets. packet is queued as is and must not be modified afterwards.
 // It returns the errors of Emit.
 func (s *Socket) EmitRaw(packet []byte) error {
+	_, err := s.EmitRawWithin(packet, MaxQueueBytes)
+	return err
+}
+
+// EmitRawWithin is EmitRaw that queues only while no more than limit bytes
+// would be waiting: over limit (and within MaxQueueBytes) it reports false
+// and no error, so a producer that can wait (a replay) paces itself on
+// Drained instead of overflowing the queue.
+func (s *Socket) EmitRawWithin(packet []byte, limit int) (queued bool, err error) {
 	if len(packet) < 2 || packet[0] != engineMessage || packet[1] < packetConnect || packet[1] > packetBinaryAck ||
 		bytes.IndexByte(packet, recordSeparator) >= 0 {
-		return errBadRawPacket
+		return false, errBadRawPacket
 	}
-	return s.sess.send(packet)
+	return s.sess.sendWithin(packet, limit)
 }
+
+// Drained is rung (a buffered channel of one) whenever the transport takes
+// the queued packets.
+func (s *Socket) Drained() <-chan struct{} { return s.sess.queue.drained }
 
 // EncodeEvent encodes an EVENT for EmitRaw: `42["event",args…]`.
 func EncodeEvent(event string, args ...any) ([]byte, error) {

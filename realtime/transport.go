@@ -1,0 +1,103 @@
+package realtime
+
+import (
+	"context"
+	"time"
+)
+
+// transport is how a Client reaches its peer: /ws (wsTransport) or a
+// Socket.IO session (sioTransport). The hub and the protocol code never
+// touch a connection; they push frames already in the transport's wire
+// form (see wireForm) and ask it to close.
+type transport interface {
+	// push queues one frame without blocking. false means the peer is too
+	// slow (the queue is over its cap); the caller closes with 1013.
+	push(frame []byte) bool
+	// pushBelow queues frame only while the queue holds less than half its
+	// cap, so a replay leaves room for live events; when it reports false,
+	// wait on drained and try again.
+	pushBelow(frame []byte) bool
+	// drained is rung whenever the writer empties the queue.
+	drained() <-chan struct{}
+	// flush wakes the writer after a run of pushes: the fan-out queues a
+	// run of events first, so a busy socket gets them in one write.
+	flush()
+	// ping queues a heartbeat when the transport needs one from the hub.
+	ping()
+	// readLoop reads the peer's messages and hands each to c.handleMessage
+	// until the peer leaves or c starts closing.
+	readLoop(ctx context.Context, c *Client)
+	// closing tells the transport that c.closeWith was called: it sends
+	// the close (code and reason are on c) and ends readLoop.
+	closing()
+	// finish waits until the close has been sent and releases the
+	// connection. Called once, after readLoop returned.
+	finish()
+}
+
+// wireForm selects how frames are encoded for a transport.
+type wireForm uint8
+
+const (
+	wireWS       wireForm = iota // WebSocket text frames, each a JSON object
+	wireSocketIO                 // Socket.IO EVENT packets
+)
+
+// control turns a /ws control frame (JSON) into this wire form.
+func (w wireForm) control(frame []byte) []byte {
+	if w == wireSocketIO {
+		return toSocketIO(frame)
+	}
+	return wsTextFrame(frame)
+}
+
+// serve runs one socket until it closes: the one lifecycle of every
+// transport. It registers the client, sends greeting first (before any
+// broadcast can reach it), reads on the calling goroutine, and cleans up
+// before returning.
+func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened string) {
+	c.refreshAccess(ctx)
+	c.send(greeting)
+	if !h.register(c) {
+		c.closeWith(CloseGoingAway, "server shutting down")
+		c.t.finish()
+		return
+	}
+	defer h.unregister(c)
+	h.confirmSession(ctx, c)
+	h.stats.SocketsOpened.Add(1)
+	c.log.Info(opened, "role", c.principal.Role, "anonymous", c.principal.Anonymous())
+
+	c.t.readLoop(ctx, c)
+	c.closeWith(CloseNormal, "")
+	c.t.finish()
+	c.dropSubscriptions()
+	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
+}
+
+// RunPings sends a WebSocket ping to every /ws socket each ping period,
+// until ctx ends: one sweep for the hub instead of a timer per socket. A
+// peer that stops answering misses its pong deadline and is dropped by its
+// read loop.
+func (h *Hub) RunPings(ctx context.Context) {
+	ticker := time.NewTicker(h.opts.pingPeriod())
+	defer ticker.Stop()
+	var clients []*Client
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		clients = clients[:0]
+		h.mu.RLock()
+		for c := range h.clients {
+			clients = append(clients, c)
+		}
+		h.mu.RUnlock()
+		for _, c := range clients {
+			c.t.ping()
+		}
+		clear(clients)
+	}
+}
