@@ -43,7 +43,7 @@ func (f *fakeTransport) ping()                    {}
 func (f *fakeTransport) closing() { close(f.closed) }
 
 func (f *fakeTransport) readLoop(context.Context, *Client) {}
-func (f *fakeTransport) finish()                          {}
+func (f *fakeTransport) finish()                           {}
 
 // take removes and returns the queued frames.
 func (f *fakeTransport) take() [][]byte {
