@@ -1,0 +1,409 @@
+package realtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/session"
+)
+
+// Hub tests run without PostgreSQL or sockets: a fake transport stands for
+// each socket, a map of grants for the policy and a slice for the log.
+
+// grantTable is an Authorizer whose answers a test changes at will.
+type grantTable struct {
+	mu     sync.Mutex
+	access map[string]session.Access // by channel; absent: forbidden
+}
+
+func newGrantTable() *grantTable { return &grantTable{access: map[string]session.Access{}} }
+
+func (g *grantTable) set(channel string, a session.Access) {
+	g.mu.Lock()
+	g.access[channel] = a
+	g.mu.Unlock()
+}
+
+func (g *grantTable) revoke(channel string) {
+	g.mu.Lock()
+	delete(g.access, channel)
+	g.mu.Unlock()
+}
+
+func (g *grantTable) Access(_ context.Context, p *session.Principal, channel string) (session.Access, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a, ok := g.access[channel]
+	if !ok {
+		return session.Access{}, session.ErrForbidden
+	}
+	// Match values name user attributes, as a grant's --match does.
+	if len(a.Match) > 0 {
+		resolved := map[string]string{}
+		for field, attr := range a.Match {
+			resolved[field] = p.Attrs[attr]
+		}
+		a.Match = resolved
+	}
+	return a, nil
+}
+
+// memoryLog is an EventStore over a slice; Replay pauses before its first
+// event until release is closed, when set, so a test can dispatch live
+// events while a subscription replays.
+type memoryLog struct {
+	mu      sync.Mutex
+	events  []*Event
+	release chan struct{}
+}
+
+func (m *memoryLog) add(ev *Event) {
+	m.mu.Lock()
+	m.events = append(m.events, ev)
+	m.mu.Unlock()
+}
+
+func (m *memoryLog) PositionOf(_ context.Context, id int64) (Position, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, ev := range m.events {
+		if ev.Pos.ID == id {
+			return ev.Pos, nil
+		}
+	}
+	return Position{}, ErrResyncRequired
+}
+
+func (m *memoryLog) Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error {
+	if m.release != nil {
+		select {
+		case <-m.release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	m.mu.Lock()
+	events := slices.Clone(m.events)
+	m.mu.Unlock()
+	for _, ev := range events {
+		if ev.Channel == channel && ev.Pos.After(from) && !ev.Pos.After(to) {
+			if err := fn(ev); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (m *memoryLog) Publish(context.Context, string, string, json.RawMessage) (int64, error) {
+	return 0, fmt.Errorf("not in hub tests")
+}
+
+func (m *memoryLog) Announce(context.Context, string, string, json.RawMessage, string) error {
+	return fmt.Errorf("not in hub tests")
+}
+
+func (m *memoryLog) SendRoomMessage(context.Context, string, string, string, string) error {
+	return fmt.Errorf("not in hub tests")
+}
+
+func (m *memoryLog) SendNotification(context.Context, string, json.RawMessage, string) (int64, error) {
+	return 0, fmt.Errorf("not in hub tests")
+}
+
+func (m *memoryLog) ClaimPending(context.Context, string, time.Duration) ([]db.PendingNotification, error) {
+	return nil, nil
+}
+
+type hubBundle struct {
+	hub    *Hub
+	grants *grantTable
+	log    *memoryLog
+	seq    int64
+}
+
+func setupHub(t *testing.T, opts Options) *hubBundle {
+	t.Helper()
+	b := &hubBundle{grants: newGrantTable(), log: &memoryLog{}}
+	b.hub = NewHub(opts, b.grants, b.log, discard())
+	t.Cleanup(func() {
+		if err := b.hub.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+	})
+	return b
+}
+
+// connect registers a socket for p on a fake transport and returns it with
+// the connected frame already taken.
+func (b *hubBundle) connect(t *testing.T, p *session.Principal) (*Client, *fakeTransport) {
+	t.Helper()
+	ft := newFakeTransport()
+	c := b.hub.newClient(p, ft, wireWS)
+	if !b.hub.register(c) {
+		t.Fatal("register refused")
+	}
+	t.Cleanup(func() {
+		c.closeWith(CloseNormal, "")
+		c.dropSubscriptions()
+		b.hub.unregister(c)
+	})
+	return c, ft
+}
+
+// event makes the next event on channel with data, logged and ready to
+// dispatch.
+func (b *hubBundle) event(channel, name, data string) *Event {
+	b.seq++
+	ev := &Event{Pos: Position{Seq: b.seq, ID: b.seq}, Channel: channel, Name: name, Data: json.RawMessage(data), Time: time.Now()}
+	b.log.add(ev)
+	return ev
+}
+
+// send runs one client message through the protocol.
+func send(c *Client, msg string) {
+	c.handle(context.Background(), []byte(msg))
+}
+
+// frames decodes what the fake transport holds (WebSocket frames, header
+// stripped) and empties it.
+func frames(t *testing.T, ft *fakeTransport) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, f := range ft.take() {
+		payload := wsPayload(t, f)
+		var m map[string]any
+		if err := json.Unmarshal(payload, &m); err != nil {
+			t.Fatalf("frame %q is not a JSON object: %v", payload, err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// wsPayload strips the header of an unmasked WebSocket frame.
+func wsPayload(t *testing.T, f []byte) []byte {
+	t.Helper()
+	if len(f) < 2 {
+		t.Fatalf("frame too short: %q", f)
+	}
+	switch n := f[1] & 0x7f; n {
+	case 126:
+		return f[4:]
+	case 127:
+		return f[10:]
+	default:
+		return f[2:]
+	}
+}
+
+// summary lists frames as "type channel" or "event id" for comparison.
+func summary(fs []map[string]any) []string {
+	var out []string
+	for _, m := range fs {
+		switch {
+		case m["event"] != nil:
+			out = append(out, fmt.Sprintf("%v %v", m["event"], m["id"]))
+		case m["channel"] != nil:
+			out = append(out, fmt.Sprintf("%v %v", m["type"], m["channel"]))
+		default:
+			out = append(out, fmt.Sprint(m["type"]))
+		}
+	}
+	return out
+}
+
+func customer(id int64, attrs string) *session.Principal {
+	p := &session.Principal{UserID: id, Role: "customer", SessionID: fmt.Sprintf("s%d", id), Attrs: map[string]string{}}
+	for kv := range strings.SplitSeq(attrs, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			p.Attrs[k] = v
+		}
+	}
+	return p
+}
+
+func TestHubDispatchReachesSubscribersOnly(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	b.grants.set("product_changes", session.Access{})
+	orders, ordersT := b.connect(t, customer(1, ""))
+	products, productsT := b.connect(t, customer(2, ""))
+	send(orders, `{"type":"subscribe","channel":"order_changes"}`)
+	send(products, `{"type":"subscribe","channel":"product_changes"}`)
+	frames(t, ordersT)
+	frames(t, productsT)
+
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:created", `{"id":1}`),
+		b.event("product_changes", "product:created", `{"id":7}`),
+		b.event("order_changes", "order:updated", `{"id":1}`),
+	})
+	if got, want := summary(frames(t, ordersT)), []string{"order:created 1", "order:updated 3"}; !slices.Equal(got, want) {
+		t.Errorf("orders socket got %q, want %q", got, want)
+	}
+	if got, want := summary(frames(t, productsT)), []string{"product:created 2"}; !slices.Equal(got, want) {
+		t.Errorf("products socket got %q, want %q", got, want)
+	}
+
+	send(orders, `{"type":"unsubscribe","channel":"order_changes"}`)
+	frames(t, ordersT)
+	b.hub.Dispatch([]*Event{b.event("order_changes", "order:deleted", `{"id":1}`)})
+	if got := summary(frames(t, ordersT)); len(got) != 0 {
+		t.Errorf("after unsubscribe got %q, want nothing", got)
+	}
+}
+
+func TestHubMatchAndFilter(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	c45, t45 := b.connect(t, customer(45, "customer_id=45"))
+	c46, t46 := b.connect(t, customer(46, "customer_id=46"))
+	send(c45, `{"type":"subscribe","channel":"order_changes"}`)
+	send(c46, `{"type":"subscribe","channel":"order_changes","filter":{"status":"paid"}}`)
+	frames(t, t45)
+	frames(t, t46)
+
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:created", `{"id":1,"customer_id":45,"status":"new"}`),
+		b.event("order_changes", "order:created", `{"id":2,"customer_id":46,"status":"new"}`),
+		b.event("order_changes", "order:updated", `{"id":2,"customer_id":46.0,"status":"paid"}`),
+		b.event("order_changes", "order:updated", `{"id":1,"customer_id":"45","status":"paid"}`),
+	})
+	if got, want := summary(frames(t, t45)), []string{"order:created 1", "order:updated 4"}; !slices.Equal(got, want) {
+		t.Errorf("customer 45 got %q, want %q", got, want)
+	}
+	if got, want := summary(frames(t, t46)), []string{"order:updated 3"}; !slices.Equal(got, want) {
+		t.Errorf("customer 46 (filter status=paid) got %q, want %q", got, want)
+	}
+}
+
+func TestHubSlowSocketClosedOthersServed(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	slow, slowT := b.connect(t, customer(1, ""))
+	fast, fastT := b.connect(t, customer(2, ""))
+	send(slow, `{"type":"subscribe","channel":"order_changes"}`)
+	send(fast, `{"type":"subscribe","channel":"order_changes"}`)
+	frames(t, slowT)
+	frames(t, fastT)
+	slowT.capacity = 3 // set before any concurrent push: no lock needed
+
+	var events []*Event
+	for i := range 10 {
+		events = append(events, b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, i)))
+	}
+	b.hub.Dispatch(events)
+	select {
+	case <-slowT.closed:
+	default:
+		t.Fatal("slow socket not closed")
+	}
+	if slow.closeCode != CloseTryAgainLater {
+		t.Errorf("slow socket closed with %d, want %d", slow.closeCode, CloseTryAgainLater)
+	}
+	if got := len(frames(t, fastT)); got != 10 {
+		t.Errorf("healthy socket got %d events, want 10", got)
+	}
+	if got := b.hub.Stats().SlowDisconnects.Load(); got != 1 {
+		t.Errorf("SlowDisconnects = %d, want 1", got)
+	}
+}
+
+// TestHubReplayThenLive: events dispatched while a subscription replays
+// follow the replay, in order, with no gap and no duplicate.
+func TestHubReplayThenLive(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	var logged []*Event
+	for i := range 5 {
+		logged = append(logged, b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, i)))
+	}
+	b.hub.Dispatch(logged) // before anyone listens: only the log has them
+	b.log.release = make(chan struct{})
+	c, ct := b.connect(t, customer(1, ""))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		send(c, `{"type":"subscribe","channel":"order_changes","since":"2"}`)
+	}()
+	// The subscription is registered before its replay starts; dispatch
+	// live events as soon as it is, while the replay is held.
+	deadline := time.After(waitTimeout)
+	for b.hub.ChannelCount("order_changes") == 0 {
+		select {
+		case <-ct.pushed:
+		case <-deadline:
+			t.Fatal("subscription never registered")
+		}
+	}
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:updated", `{"id":1}`),
+		b.event("order_changes", "order:updated", `{"id":2}`),
+	})
+	close(b.log.release)
+	<-done
+
+	got := summary(frames(t, ct))
+	want := []string{"subscribed order_changes", "order:created 3", "order:created 4", "order:created 5", "order:updated 6", "order:updated 7"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+func TestHubGrantReload(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	c, ct := b.connect(t, customer(45, "customer_id=45"))
+	send(c, `{"type":"subscribe","channel":"order_changes"}`)
+	frames(t, ct)
+
+	// Narrowed: from now on only customer 45's rows.
+	b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	b.hub.Reauthorize(context.Background())
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:created", `{"id":1,"customer_id":46}`),
+		b.event("order_changes", "order:created", `{"id":2,"customer_id":45}`),
+	})
+	if got, want := summary(frames(t, ct)), []string{"order:created 2"}; !slices.Equal(got, want) {
+		t.Errorf("after narrowing got %q, want %q", got, want)
+	}
+
+	// Revoked: the subscription ends with an error, and nothing follows.
+	b.grants.revoke("order_changes")
+	b.hub.Reauthorize(context.Background())
+	b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", `{"id":3,"customer_id":45}`)})
+	if got, want := summary(frames(t, ct)), []string{"error order_changes", "unsubscribed order_changes"}; !slices.Equal(got, want) {
+		t.Errorf("after revoke got %q, want %q", got, want)
+	}
+	if n := b.hub.ChannelCount("order_changes"); n != 0 {
+		t.Errorf("ChannelCount after revoke = %d, want 0", n)
+	}
+}
+
+func TestHubBroadcastReachesEverySocket(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	_, t1 := b.connect(t, customer(1, ""))
+	_, t2 := b.connect(t, customer(2, ""))
+	b.hub.Dispatch([]*Event{b.event(db.BroadcastChannel, "new_product", `{"id":9}`)})
+	for i, ft := range []*fakeTransport{t1, t2} {
+		fs := frames(t, ft)
+		if len(fs) != 1 || fs[0]["type"] != "new_product" {
+			t.Errorf("socket %d got %v, want one new_product frame", i+1, fs)
+		}
+	}
+}
