@@ -49,3 +49,116 @@ func TestSessionEndedWhileOpening(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// serveHub serves hub's /ws on a test server and returns its ws:// URL.
+func serveHub(t *testing.T, hub *Hub) string {
+	t.Helper()
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, Role: "anonymous"})
+	}))
+	t.Cleanup(func() {
+		if err := hub.Shutdown(context.Background()); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		srv.Close()
+	})
+	return "ws" + strings.TrimPrefix(srv.URL, "http")
+}
+
+// TestCloseCodeReachesClientStillSending: a client that keeps writing
+// after the server decided to close still reads the close code, instead
+// of a reset that overtook it (the server drains before closing).
+func TestCloseCodeReachesClientStillSending(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		opts  Options
+		frame []byte
+		want  int
+	}{
+		{"frame over the limit", Options{MaxFrameBytes: 1 << 10}, []byte(`{"type":"ping","pad":"` + strings.Repeat("x", 4<<10) + `"}`), CloseMessageTooBig},
+		{"flood", Options{MessageRate: 1, MessageBurst: 5}, []byte(`{"type":"ping"}`), ClosePolicyViolation},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			hub := NewHub(tt.opts, allowAll{}, nil, discard())
+			conn, _, err := websocket.DefaultDialer.Dial(serveHub(t, hub), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			stop := make(chan struct{})
+			writerDone := make(chan struct{})
+			go func() {
+				defer close(writerDone)
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_ = conn.SetWriteDeadline(time.Now().Add(waitTimeout))
+					if conn.WriteMessage(websocket.TextMessage, tt.frame) != nil {
+						return
+					}
+				}
+			}()
+			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			var err2 error
+			for err2 == nil {
+				_, _, err2 = conn.ReadMessage()
+			}
+			close(stop)
+			<-writerDone
+			var ce *websocket.CloseError
+			if !errors.As(err2, &ce) || ce.Code != tt.want {
+				t.Fatalf("read ended with %v, want close %d", err2, tt.want)
+			}
+		})
+	}
+}
+
+// TestWSFrameLengths: frames the writer builds itself read back with a
+// real WebSocket client at each length encoding (7-bit, 16-bit, 64-bit).
+func TestWSFrameLengths(t *testing.T) {
+	t.Parallel()
+	sizes := []int{0, 125, 126, 65535, 65536, 200000}
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		for _, n := range sizes {
+			if _, err := conn.NetConn().Write(wsTextFrame([]byte(strings.Repeat("a", n)))); err != nil {
+				return
+			}
+		}
+		_, _ = conn.NetConn().Write(wsCloseFrame(CloseNormal, strings.Repeat("r", 200)))
+	}))
+	defer srv.Close()
+	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	for _, n := range sizes {
+		kind, msg, err := conn.ReadMessage()
+		if err != nil || kind != websocket.TextMessage || len(msg) != n {
+			t.Fatalf("frame of %d bytes read as kind %d, %d bytes, %v", n, kind, len(msg), err)
+		}
+	}
+	_, _, err = conn.ReadMessage()
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != CloseNormal {
+		t.Fatalf("after the frames got %v, want close %d (a long reason is cut to fit a control frame)", err, CloseNormal)
+	}
+}

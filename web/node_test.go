@@ -59,6 +59,15 @@ func TestNode(t *testing.T) {
 		})
 	})
 
+	t.Run("closecodes", func(t *testing.T) {
+		t.Parallel()
+		runNode(t, "test/closecodes.test.mjs", []string{
+			"PGPUSH_BIN=" + bin,
+			"DATABASE_URL=" + dbtest.New(t),
+			"PSQL=" + psql,
+		})
+	})
+
 	t.Run("socketio", func(t *testing.T) {
 		t.Parallel()
 		if _, err := os.Stat(filepath.Join("node_modules", "socket.io-client", "package.json")); err != nil {
