@@ -131,7 +131,7 @@ func (p *scanner) object() ([]field, bool) {
 				return nil, false
 			}
 			p.space()
-			v, ok := p.value(1)
+			v, ok := p.value(2) // inside the top-level object
 			if !ok {
 				return nil, false
 			}
@@ -179,15 +179,23 @@ func (p *scanner) value(depth int) (value, bool) {
 	return value{}, false
 }
 
-// canon appends the canonical JSON of the value at p.i to dst.
+// canon appends the canonical JSON of the value at p.i to dst. depth is
+// the number of objects and arrays the value would be inside of, counting
+// itself, as encoding/json counts.
 func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
-	if depth > maxDepth || p.i >= len(p.s) {
+	if p.i >= len(p.s) {
 		return dst, false
 	}
 	switch p.s[p.i] {
 	case '{':
+		if depth > maxDepth {
+			return dst, false
+		}
 		return p.canonObject(dst, depth)
 	case '[':
+		if depth > maxDepth {
+			return dst, false
+		}
 		p.i++
 		dst = append(dst, '[')
 		p.space()

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 )
@@ -60,12 +61,23 @@ func TestDecode(t *testing.T) {
 	}
 }
 
-func TestDecodeDeepButAllowed(t *testing.T) {
+// TestDecodeDepthAgreesWithEncodingJSON: data nested as deep as
+// encoding/json allows decodes, one level more gives no fields, as there.
+func TestDecodeDepthAgreesWithEncodingJSON(t *testing.T) {
 	t.Parallel()
-	n := maxDepth - 1
-	data := `{"a":` + strings.Repeat("[", n) + strings.Repeat("]", n) + `}`
-	if got := Decode([]byte(data)).get("a"); got.kind != kindArray {
-		t.Errorf("Decode of %d nested arrays: a has kind %d, want an array", n, got.kind)
+	for _, n := range []int{maxDepth - 2, maxDepth - 1, maxDepth, maxDepth + 1} {
+		for _, open := range []string{"[", `{"y":`} {
+			closing := map[string]string{"[": "]", `{"y":`: "}"}[open]
+			data := `{"a":` + strings.Repeat(open, n) + "1" + strings.Repeat(closing, n) + `}`
+			if open == "[" {
+				data = `{"a":` + strings.Repeat(open, n) + strings.Repeat(closing, n) + `}`
+			}
+			var m map[string]any
+			want := json.Unmarshal([]byte(data), &m) == nil
+			if got := Decode([]byte(data)).get("a") != (value{}); got != want {
+				t.Errorf("%d nested %s: Decode finds a = %t, encoding/json decodes = %t", n, open, got, want)
+			}
+		}
 	}
 }
 
