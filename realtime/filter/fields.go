@@ -42,7 +42,7 @@ const maxDepth = 10000
 // its top-level fields, each reduced to a value. It is immutable, so any
 // number of goroutines may match against one Fields.
 type Fields struct {
-	sorted []field // by name, names unique
+	sorted []field // by compareNames, names unique
 }
 
 type field struct {
@@ -63,12 +63,32 @@ func Decode(data json.RawMessage) *Fields {
 	if !ok {
 		return &Fields{}
 	}
-	slices.SortStableFunc(fs, func(a, b field) int { return strings.Compare(a.name, b.name) })
+	byName := func(a, b field) int { return compareNames(a.name, b.name) }
+	if !slices.IsSortedFunc(fs, byName) {
+		slices.SortStableFunc(fs, byName)
+	}
 	return &Fields{sorted: lastOfEach(fs)}
+}
+
+// compareNames orders names as PostgreSQL's jsonb keeps object keys:
+// shorter first, then by bytes. Event data is read from a jsonb column, so
+// its fields arrive in this order and need no sorting.
+func compareNames(a, b string) int {
+	if len(a) != len(b) {
+		return cmpInt(int64(len(a)), int64(len(b)))
+	}
+	return strings.Compare(a, b)
 }
 
 // lastOfEach drops all but the last of each run of equal names.
 func lastOfEach(fs []field) []field {
+	i := 1
+	for i < len(fs) && fs[i].name != fs[i-1].name {
+		i++
+	}
+	if i >= len(fs) {
+		return fs // the usual case: nothing repeats, nothing to move
+	}
 	out := fs[:0]
 	for i, f := range fs {
 		if i+1 < len(fs) && fs[i+1].name == f.name {
@@ -87,7 +107,7 @@ func (f *Fields) get(name string) value {
 	lo, hi := 0, len(f.sorted)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if f.sorted[m].name < name {
+		if compareNames(f.sorted[m].name, name) < 0 {
 			lo = m + 1
 		} else {
 			hi = m
@@ -117,7 +137,7 @@ func (p *scanner) object() ([]field, bool) {
 	if !p.eat('{') {
 		return nil, false
 	}
-	var fs []field
+	fs := make([]field, 0, 16) // most rows fit: one allocation
 	p.space()
 	if !p.eat('}') {
 		for {
@@ -167,7 +187,7 @@ func (p *scanner) value(depth int) (value, bool) {
 		if c == '[' {
 			k = kindArray
 		}
-		b, ok := p.canon(nil, depth)
+		b, ok := p.canon(make([]byte, 0, 64), depth)
 		return value{k, string(b)}, ok
 	case p.literal("true"):
 		return value{kindBool, "true"}, true
@@ -231,16 +251,17 @@ func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
 	return append(dst, v.key...), true
 }
 
-// canonObject writes an object's members sorted by name, the last of
-// repeated names only, so that key order and repeats do not matter.
+// canonObject writes an object's members sorted by compareNames, the last
+// of repeated names only, so that key order and repeats do not matter.
 func (p *scanner) canonObject(dst []byte, depth int) ([]byte, bool) {
 	p.i++ // {
 	type member struct {
 		name       string
 		start, end int // its canonical value, in dst past mark
 	}
-	var ms []member
-	mark := len(dst)
+	var small [8]member
+	ms := small[:0]
+	start, mark := p.i, len(dst)
 	p.space()
 	if !p.eat('}') {
 		for {
@@ -265,8 +286,13 @@ func (p *scanner) canonObject(dst []byte, depth int) ([]byte, bool) {
 			}
 		}
 	}
-	slices.SortStableFunc(ms, func(a, b member) int { return strings.Compare(a.name, b.name) })
-	out := []byte{'{'}
+	byName := func(a, b member) int { return compareNames(a.name, b.name) }
+	if !slices.IsSortedFunc(ms, byName) {
+		slices.SortStableFunc(ms, byName)
+	}
+	out := make([]byte, 1, len(dst)-mark+p.i-start) // about the size it will be
+	out[0] = '{'
+
 	for i, m := range ms {
 		if i+1 < len(ms) && ms[i+1].name == m.name {
 			continue // a later member of that name wins
