@@ -78,7 +78,8 @@ type node struct {
 	field string
 	val   value              // eq, the ordering operators, prefix
 	num   decimal            // val taken apart, when it is a number
-	set   map[value]struct{} // in
+	vals  []value            // in: distinct values
+	set   map[value]struct{} // in: the same, when too many to search
 	kids  []node
 }
 
@@ -109,8 +110,12 @@ func (n *node) match(f *Fields) bool {
 	case opEq:
 		return (f.get(n.field) == n.val) != n.neg
 	case opIn:
-		_, ok := n.set[f.get(n.field)]
-		return ok != n.neg
+		v := f.get(n.field)
+		if n.set != nil {
+			_, ok := n.set[v]
+			return ok != n.neg
+		}
+		return slices.Contains(n.vals, v) != n.neg
 	case opPrefix:
 		v := f.get(n.field)
 		return v.kind == kindString && strings.HasPrefix(v.key, n.val.key)
@@ -172,14 +177,14 @@ func MatchAttrs(match map[string]string) *Filter {
 	root := node{op: opAnd}
 	for _, name := range names {
 		attr := match[name]
-		set := map[value]struct{}{{kindString, attr}: {}}
+		vals := []value{{kindString, attr}}
 		if attr == "true" || attr == "false" {
-			set[value{kindBool, attr}] = struct{}{}
+			vals = append(vals, value{kindBool, attr})
 		}
 		if key, ok := attrNumber(attr); ok {
-			set[value{kindNumber, key}] = struct{}{}
+			vals = append(vals, value{kindNumber, key})
 		}
-		root.kids = append(root.kids, node{op: opIn, field: name, set: set})
+		root.kids = append(root.kids, newIn(name, vals, false))
 	}
 	return &Filter{root: root}
 }
@@ -346,15 +351,15 @@ func operator(name, o string, raw json.RawMessage) (node, error) {
 		if len(elems) > maxInValues {
 			return n, fmt.Errorf("%q on %q has %d values, at most %d", o, name, len(elems), maxInValues)
 		}
-		n.op, n.neg, n.set = opIn, o == "nin", make(map[value]struct{}, len(elems))
+		vals := make([]value, 0, len(elems))
 		for _, e := range elems {
 			v, err := parseValue(e, name)
 			if err != nil {
 				return n, err
 			}
-			n.set[v] = struct{}{}
+			vals = append(vals, v)
 		}
-		return n, nil
+		return newIn(name, vals, o == "nin"), nil
 	case "prefix":
 		v, err := parseValue(raw, name)
 		if err == nil && v.kind != kindString {
@@ -375,6 +380,26 @@ func operator(name, o string, raw json.RawMessage) (node, error) {
 }
 
 var errTooManyConditions = fmt.Errorf("filter: more than %d conditions", maxConditions)
+
+// maxScanValues is how many values an "in" searches one by one; comparing a
+// few kind+string pairs beats hashing the field's value.
+const maxScanValues = 8
+
+// newIn builds "field in vals" (negated: nin), each value once.
+func newIn(field string, vals []value, neg bool) node {
+	n := node{op: opIn, field: field, neg: neg}
+	seen := make(map[value]struct{}, len(vals))
+	for _, v := range vals {
+		if _, dup := seen[v]; !dup {
+			seen[v] = struct{}{}
+			n.vals = append(n.vals, v)
+		}
+	}
+	if len(n.vals) > maxScanValues {
+		n.set = seen
+	}
+	return n
+}
 
 func (c *compiler) count() error {
 	c.conditions++
@@ -463,8 +488,8 @@ func (n *node) write(b *strings.Builder) {
 		b.WriteString(" = ")
 		b.WriteString(n.val.String())
 	case opIn:
-		keys := make([]string, 0, len(n.set))
-		for v := range n.set {
+		keys := make([]string, 0, len(n.vals))
+		for _, v := range n.vals {
 			keys = append(keys, v.String())
 		}
 		slices.Sort(keys)

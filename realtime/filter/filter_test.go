@@ -178,6 +178,36 @@ func TestMatch(t *testing.T) {
 	}
 }
 
+// TestMatchLongInList: past maxScanValues an "in" list is a set; both
+// forms must agree.
+func TestMatchLongInList(t *testing.T) {
+	t.Parallel()
+	fields := Decode([]byte(order))
+	// n values, and one more added by some cases: at most maxInValues.
+	for _, n := range []int{3, maxScanValues, maxScanValues + 1, maxInValues - 1} {
+		vals := []string{`"45"`, `null`, `4.6e1`}
+		for i := len(vals); i < n; i++ {
+			vals = append(vals, fmt.Sprint(1000+i))
+		}
+		list := strings.Join(vals, ",")
+		tests := []struct {
+			filter string
+			want   bool
+		}{
+			{`{"customer_id":{"in":[` + list + `]}}`, false},
+			{`{"customer_id":{"in":[` + list + `,45.0]}}`, true},
+			{`{"missing":{"in":[` + list + `]}}`, true},
+			{`{"customer_id":{"nin":[` + list + `]}}`, true},
+			{`{"customer_id":{"nin":[4.5e1,` + list + `]}}`, false},
+		}
+		for _, tt := range tests {
+			if got := mustCompile(t, tt.filter).Match(fields); got != tt.want {
+				t.Errorf("%d values: Compile(%.80s...).Match(order) = %t, want %t", n, tt.filter, got, tt.want)
+			}
+		}
+	}
+}
+
 func TestCompileEverythingIsNil(t *testing.T) {
 	t.Parallel()
 	for _, filter := range []string{``, ` `, `null`, ` null `, `{}`, ` { } `} {

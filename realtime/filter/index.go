@@ -164,10 +164,7 @@ func (ix *Index[S]) choose(f *Filter) (condition, bool) {
 		}
 		c := condition{field: n.field, keys: []value{n.val}}
 		if n.op == opIn {
-			c.keys = make([]value, 0, len(n.set))
-			for v := range n.set {
-				c.keys = append(c.keys, v)
-			}
+			c.keys = n.vals // distinct, as a subscription must sit in a bucket once
 		}
 		score := [3]int{rank(c.keys), ix.occupancy(c), len(c.keys)}
 		if !found || less(score, c.field, bestScore, best.field) {

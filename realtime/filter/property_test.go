@@ -80,7 +80,11 @@ func randomCondition(r *rand.Rand) string {
 		switch op {
 		case "in", "nin":
 			var vs []string
-			for range r.IntN(4) {
+			n := r.IntN(4)
+			if r.IntN(5) == 0 {
+				n = maxScanValues + 1 + r.IntN(4) // looked up in a map
+			}
+			for range n {
 				vs = append(vs, pick(r, poolValues))
 			}
 			arg = "[" + strings.Join(vs, ",") + "]"
