@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/realtime/filter"
 	"github.com/pgpush/pgpush/session"
 )
 
@@ -39,16 +40,17 @@ type Client struct {
 	// wakeMark is the fan-out round that last queued to this client; only
 	// Dispatch's goroutine touches it.
 	wakeMark uint64
-	// notifyEveryone caches whether the principal may receive
-	// notifications sent to everyone; refreshed when grants change.
-	notifyEveryone atomic.Bool
+	// notifyEveryone caches the principal's rule for notifications sent
+	// to everyone (nil: not allowed); refreshed when grants change.
+	notifyEveryone atomic.Pointer[everyoneRule]
 
 	closeOnce   sync.Once
 	closingCh   chan struct{}
 	closeCode   int
 	closeReason string
 
-	mu   sync.Mutex // guards subs
+	// subs are this socket's subscriptions by channel: part of the hub's
+	// registry, guarded by the hub's mu.
 	subs map[string]*subscription
 }
 
@@ -68,15 +70,25 @@ func (h *Hub) newClient(p *session.Principal, t transport, wire wireForm) *Clien
 	return c
 }
 
+// everyoneRule is what a principal may receive of notifications sent to
+// everyone: the grant's --match, compiled.
+type everyoneRule struct{ match *filter.Filter }
+
 // refreshAccess re-reads the cached per-client rights.
 func (c *Client) refreshAccess(ctx context.Context) {
-	_, err := c.hub.auth.Access(ctx, c.principal, db.NotifyEveryoneChannel)
-	c.notifyEveryone.Store(err == nil)
+	access, err := c.hub.auth.Access(ctx, c.principal, db.NotifyEveryoneChannel)
+	if err != nil {
+		c.notifyEveryone.Store(nil)
+		return
+	}
+	c.notifyEveryone.Store(&everyoneRule{match: filter.MatchAttrs(access.Match)})
 }
 
-// mayReceive reports a cached right; only db.NotifyEveryoneChannel is cached.
-func (c *Client) mayReceive(channel string) bool {
-	return channel == db.NotifyEveryoneChannel && c.notifyEveryone.Load()
+// mayReceiveEveryone reports whether a notification sent to everyone
+// reaches this socket: the grant's --match applies to it too.
+func (c *Client) mayReceiveEveryone(ev *Event) bool {
+	r := c.notifyEveryone.Load()
+	return r != nil && r.match.Match(ev.fields())
 }
 
 // origin names this socket across instances.
@@ -206,12 +218,21 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		c.send(channelErrorFrame(msg.Channel, err.Error()))
 		return
 	}
-	s, upTo, existing, err := c.addSub(ctx, msg.Channel, func(s *subscription) { s.filter = msg.Filter })
+	// Compiled once here; nothing decodes the filter per event.
+	f, err := filter.Compile(msg.Filter)
+	if err != nil {
+		c.send(channelErrorFrame(msg.Channel, err.Error()))
+		return
+	}
+	s, upTo, existing, err := c.addSub(ctx, msg.Channel, f, nil)
 	if err != nil {
 		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))
 		return
 	}
 	if existing {
+		// Subscribing again replaces the filter (SPEC §3); delivery goes
+		// on without a gap, so there is nothing to replay.
+		c.hub.setFilter(s, f)
 		c.send(channelFrame("subscribed", msg.Channel))
 		return
 	}
@@ -252,7 +273,7 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 				s.mu.Unlock()
 				return errSubscriptionEnded
 			}
-			if !s.visible(ev, s.access) {
+			if !s.visible(ev) {
 				s.mu.Unlock()
 				return nil
 			}
@@ -290,66 +311,6 @@ func accessMessage(err error, channel string) string {
 		return err.Error()
 	default:
 		return "cannot check access right now, try again"
-	}
-}
-
-func (c *Client) unsubscribe(msg clientMessage) {
-	if msg.Channel == "" {
-		c.send(errorFrame(`missing field "channel"`))
-		return
-	}
-	c.mu.Lock()
-	s, ok := c.subs[msg.Channel]
-	delete(c.subs, msg.Channel)
-	c.mu.Unlock()
-	if ok {
-		c.hub.removeSubscription(s)
-		s.end()
-	}
-	c.send(channelFrame("unsubscribed", msg.Channel))
-}
-
-// recheckAccess closes the gap between checking access and adding s: if
-// grants were reloaded meanwhile, Reauthorize may not have seen s, so check
-// again and undo the subscription when it is no longer allowed.
-func (c *Client) recheckAccess(ctx context.Context, s *subscription, gen uint64) error {
-	if c.hub.authGen.Load() == gen {
-		return nil
-	}
-	access, err := c.hub.auth.Access(ctx, c.principal, s.channel)
-	if err != nil {
-		c.leave(s.channel)
-		return err
-	}
-	s.setAccess(access)
-	return nil
-}
-
-// endSubscription ends s from outside the read pump (a revoked grant).
-func (c *Client) endSubscription(s *subscription, reason string) {
-	c.mu.Lock()
-	if c.subs[s.channel] != s {
-		c.mu.Unlock()
-		return
-	}
-	delete(c.subs, s.channel)
-	c.mu.Unlock()
-	c.hub.removeSubscription(s)
-	s.mu.Lock()
-	s.endLocked()
-	c.send(channelErrorFrame(s.channel, reason))
-	c.send(channelFrame("unsubscribed", s.channel))
-	s.mu.Unlock()
-}
-
-func (c *Client) dropSubscriptions() {
-	c.mu.Lock()
-	subs := c.subs
-	c.subs = map[string]*subscription{}
-	c.mu.Unlock()
-	for _, s := range subs {
-		c.hub.removeSubscription(s)
-		s.end()
 	}
 }
 

@@ -4,14 +4,12 @@
 package realtime
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
-	"math/big"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgpush/pgpush/realtime/filter"
 )
 
 // timestampLayout is ISO-8601 UTC with milliseconds and a Z, as SPEC §3 asks.
@@ -54,8 +52,8 @@ type Event struct {
 	wsBcast     frameCache
 	sioBcast    frameCache
 
-	fieldsOnce sync.Once
-	fields     map[string]json.RawMessage
+	matchOnce sync.Once
+	match     *filter.Fields
 }
 
 // frameCache holds one lazily built encoding.
@@ -117,117 +115,34 @@ func (e *Event) frame(wire wireForm, raw bool) []byte {
 	}
 }
 
-// Field returns the raw JSON of data's top-level field name. The object is
-// decoded once per event, on first use, however many subscriptions filter.
-func (e *Event) Field(name string) (json.RawMessage, bool) {
-	e.fieldsOnce.Do(func() {
-		var m map[string]json.RawMessage
-		if json.Unmarshal(e.Data, &m) == nil {
-			e.fields = m
+// fields returns what grants and filters judge the event by, decoded once
+// per event however many subscriptions look: the data of a change, or the
+// data a notification carries (not the frame around it), so that a
+// grant's --match means the same on every delivery path.
+func (e *Event) fields() *filter.Fields {
+	e.matchOnce.Do(func() {
+		data := e.Data
+		if e.Name == NotificationEvent {
+			data = notificationData(e.Data)
 		}
+		e.match = filter.Decode(data)
 	})
-	v, ok := e.fields[name]
-	return v, ok
+	return e.match
 }
 
-// jsonEqual compares two JSON values by meaning: 45 equals 45.0, key order
-// and white space do not matter.
-func jsonEqual(a, b json.RawMessage) bool {
-	if bytes.Equal(a, b) && len(a) > 0 {
-		return json.Valid(a) // the common case, without decoding
+// notificationData is the "data" a notification carries inside its
+// notification-received frame ({"type":…,"data":{…,"data":{…}}}), or
+// nothing when it has none.
+func notificationData(frame json.RawMessage) json.RawMessage {
+	var outer struct {
+		Data struct {
+			Data json.RawMessage `json:"data"`
+		} `json:"data"`
 	}
-	va, okA := decodeValue(a)
-	vb, okB := decodeValue(b)
-	return okA && okB && valuesEqual(va, vb)
-}
-
-func decodeValue(raw json.RawMessage) (any, bool) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, false
+	if json.Unmarshal(frame, &outer) != nil {
+		return nil
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return nil, false // trailing data: "000" is not a JSON value
-	}
-	return v, true
-}
-
-func valuesEqual(a, b any) bool {
-	switch x := a.(type) {
-	case json.Number:
-		y, ok := b.(json.Number)
-		return ok && numbersEqual(x, y)
-	case map[string]any:
-		y, ok := b.(map[string]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for k, v := range x {
-			w, ok := y[k]
-			if !ok || !valuesEqual(v, w) {
-				return false
-			}
-		}
-		return true
-	case []any:
-		y, ok := b.([]any)
-		if !ok || len(x) != len(y) {
-			return false
-		}
-		for i := range x {
-			if !valuesEqual(x[i], y[i]) {
-				return false
-			}
-		}
-		return true
-	default: // string, bool, nil
-		return a == b
-	}
-}
-
-// numbersEqual compares exactly, so that large ids beyond float64's 53 bits
-// are not conflated.
-func numbersEqual(a, b json.Number) bool {
-	if a == b {
-		return true
-	}
-	// big.Rat expands exponents (1e999999999) into memory: a client could
-	// send such a filter value. Exponents and long literals compare as floats.
-	if len(a) > 64 || len(b) > 64 || strings.ContainsAny(string(a), "eE/") || strings.ContainsAny(string(b), "eE/") {
-		x, errA := strconv.ParseFloat(string(a), 64)
-		y, errB := strconv.ParseFloat(string(b), 64)
-		return errA == nil && errB == nil && x == y
-	}
-	x, okA := new(big.Rat).SetString(string(a))
-	y, okB := new(big.Rat).SetString(string(b))
-	return okA && okB && x.Cmp(y) == 0
-}
-
-// matchesAttr reports whether a data field equals a user attribute, which
-// is always a string: "45" matches both 45 and "45".
-func matchesAttr(field json.RawMessage, attr string) bool {
-	// Fast paths for the common shapes: a plain string or the same number.
-	if n := len(field); n >= 2 && field[0] == '"' && field[n-1] == '"' && bytes.IndexByte(field, '\\') < 0 {
-		return string(field[1:n-1]) == attr
-	}
-	if string(field) == attr && attr != "" && (attr[0] == '-' || attr[0] >= '0' && attr[0] <= '9') {
-		return json.Valid(field)
-	}
-	v, ok := decodeValue(field)
-	if !ok {
-		return false
-	}
-	switch x := v.(type) {
-	case string:
-		return x == attr
-	case json.Number:
-		return numbersEqual(x, json.Number(attr))
-	case bool:
-		return strconv.FormatBool(x) == attr
-	}
-	return false
+	return outer.Data.Data
 }
 
 // broadcastFrame is the Ocha-style announcement {"type":TYPE,"data":{row}}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/realtime/filter"
 	"github.com/pgpush/pgpush/session"
 )
 
@@ -106,8 +107,10 @@ type Hub struct {
 	// front of at least one member, to be marked no longer pending.
 	delivered chan int64
 
+	// mu guards the registry (channels, clients, and each client's subs;
+	// see registry.go).
 	mu       sync.RWMutex
-	channels map[string]map[*subscription]struct{}
+	channels map[string]*filter.Index[*subscription]
 	clients  map[*Client]struct{}
 	closed   bool
 	// position is the last dispatched event. It is written under the read
@@ -150,7 +153,7 @@ func NewHub(opts Options, auth Authorizer, store EventStore, logger *slog.Logger
 		instance:  randomHex(6),
 		started:   time.Now(),
 		delivered: make(chan int64, 1024),
-		channels:  make(map[string]map[*subscription]struct{}),
+		channels:  make(map[string]*filter.Index[*subscription]),
 		clients:   make(map[*Client]struct{}),
 	}
 	h.position.Store(&Position{})
@@ -223,14 +226,23 @@ func (h *Hub) Dispatch(events []*Event) {
 		subs = subs[:0]
 		clients = clients[:0]
 		h.mu.RLock()
-		everyone := ev.Channel == db.BroadcastChannel || ev.Channel == db.NotifyEveryoneChannel
-		if everyone {
+		switch ev.Channel {
+		case db.BroadcastChannel, db.NotifyEveryoneChannel:
 			for c := range h.clients {
 				clients = append(clients, c)
 			}
-		} else {
-			for s := range h.channels[ev.Channel] {
-				subs = append(subs, s)
+		default:
+			// Only subscriptions whose indexed equality condition the event
+			// meets are looked at, and each is judged on fields decoded once:
+			// the cost follows the matches, not the subscribers.
+			if idx := h.channels[ev.Channel]; idx != nil {
+				fields := ev.fields()
+				idx.Candidates(fields, func(s *subscription) bool {
+					if s.pred.Load().Match(fields) {
+						subs = append(subs, s)
+					}
+					return true
+				})
 			}
 		}
 		pos := ev.Pos
@@ -248,7 +260,7 @@ func (h *Hub) Dispatch(events []*Event) {
 			}
 		case db.NotifyEveryoneChannel:
 			for _, c := range clients {
-				if c.mayReceive(db.NotifyEveryoneChannel) && c.queueWire(ev.frame(c.wire, true)) {
+				if c.mayReceiveEveryone(ev) && c.queueWire(ev.frame(c.wire, true)) {
 					delivered++
 					touch(c)
 				}
@@ -261,6 +273,8 @@ func (h *Hub) Dispatch(events []*Event) {
 				}
 			}
 		}
+		clear(subs)
+		clear(clients)
 		h.stats.Delivered.Add(int64(delivered))
 		if delivered > 0 && ev.Name == NotificationEvent {
 			h.markDelivered(ev)
@@ -289,8 +303,8 @@ func (h *Hub) ChannelCounts() map[string]int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	out := make(map[string]int, len(h.channels))
-	for ch, subs := range h.channels {
-		out[ch] = len(subs)
+	for ch, idx := range h.channels {
+		out[ch] = idx.Len()
 	}
 	return out
 }
@@ -299,7 +313,10 @@ func (h *Hub) ChannelCounts() map[string]int {
 func (h *Hub) ChannelCount(channel string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
-	return len(h.channels[channel])
+	if idx := h.channels[channel]; idx != nil {
+		return idx.Len()
+	}
+	return 0
 }
 
 // ClientCount returns the number of open sockets.
@@ -370,44 +387,6 @@ func (h *Hub) closeWhere(match func(*session.Principal) bool, reason string) int
 	return len(victims)
 }
 
-// Reauthorize checks every live subscription against the current grants
-// and ends the ones that are no longer allowed, telling the client why.
-func (h *Hub) Reauthorize(ctx context.Context) {
-	h.authGen.Add(1)
-	var subs []*subscription
-	var clients []*Client
-	h.mu.RLock()
-	for c := range h.clients {
-		clients = append(clients, c)
-	}
-	for _, set := range h.channels {
-		for s := range set {
-			subs = append(subs, s)
-		}
-	}
-	h.mu.RUnlock()
-	for _, c := range clients {
-		c.refreshAccess(ctx)
-	}
-	for _, s := range subs {
-		access, err := h.auth.Access(ctx, s.client.principal, s.channel)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			// Fail closed: a subscription whose rights cannot be confirmed
-			// after a grant change ends; the client may subscribe again.
-			reason := "access to channel revoked"
-			if !errors.Is(err, session.ErrForbidden) && !errors.Is(err, session.ErrUnknownChannel) {
-				reason = "cannot check access right now, subscribe again"
-			}
-			s.client.endSubscription(s, reason)
-			continue
-		}
-		s.setAccess(access)
-	}
-}
-
 func (h *Hub) register(c *Client) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -424,31 +403,6 @@ func (h *Hub) unregister(c *Client) {
 	delete(h.clients, c)
 	h.mu.Unlock()
 	h.clientsWG.Done()
-}
-
-// addSubscription makes s visible to Dispatch and returns the position of
-// the last event dispatched before it: everything after that reaches s live.
-func (h *Hub) addSubscription(s *subscription) Position {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	set := h.channels[s.channel]
-	if set == nil {
-		set = make(map[*subscription]struct{})
-		h.channels[s.channel] = set
-	}
-	set[s] = struct{}{}
-	return *h.position.Load()
-}
-
-func (h *Hub) removeSubscription(s *subscription) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if set := h.channels[s.channel]; set != nil {
-		delete(set, s)
-		if len(set) == 0 {
-			delete(h.channels, s.channel)
-		}
-	}
 }
 
 // Shutdown closes every socket with 1001 and waits for their goroutines,

@@ -23,12 +23,12 @@ const (
 // clientMessage is any frame a client may send on /ws. Which fields matter
 // depends on Type.
 type clientMessage struct {
-	Type    string                     `json:"type"`
-	Channel string                     `json:"channel"`
-	Since   json.RawMessage            `json:"since"`
-	Filter  map[string]json.RawMessage `json:"filter"`
-	Event   string                     `json:"event"`
-	Data    json.RawMessage            `json:"data"`
+	Type    string          `json:"type"`
+	Channel string          `json:"channel"`
+	Since   json.RawMessage `json:"since"`
+	Filter  json.RawMessage `json:"filter"`
+	Event   string          `json:"event"`
+	Data    json.RawMessage `json:"data"`
 	// chat rooms (the chat-ws protocol)
 	RoomID  string `json:"room_id"`
 	From    string `json:"from"`

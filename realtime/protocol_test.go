@@ -71,49 +71,6 @@ func TestParseSince(t *testing.T) {
 	}
 }
 
-func TestJSONEqualAndMatch(t *testing.T) {
-	t.Parallel()
-	eq := []struct {
-		a, b string
-		want bool
-	}{
-		{`45`, `45.0`, true},
-		{`45`, `"45"`, false},
-		{`"paid"`, `"paid"`, true},
-		{`{"a":1,"b":[1,2]}`, `{"b":[1,2.0],"a":1}`, true},
-		{`[1,2]`, `[2,1]`, false},
-		{`null`, `null`, true},
-		{`true`, `false`, false},
-		{`9007199254740993`, `9007199254740992`, false}, // beyond float64: compared exactly
-		{`1e2`, `100`, true},
-		{`1e999999999`, `1`, false}, // must not expand the exponent
-		{`{`, `{`, false},
-	}
-	for _, tt := range eq {
-		if got := jsonEqual(json.RawMessage(tt.a), json.RawMessage(tt.b)); got != tt.want {
-			t.Errorf("jsonEqual(%s, %s) = %t, want %t", tt.a, tt.b, got, tt.want)
-		}
-	}
-	match := []struct {
-		field, attr string
-		want        bool
-	}{
-		{`45`, "45", true},
-		{`"45"`, "45", true},
-		{`45.0`, "45", true},
-		{`46`, "45", false},
-		{`null`, "", false},
-		{`true`, "true", true},
-		{`{"x":1}`, `{"x":1}`, false},
-		{`45`, "abc", false},
-	}
-	for _, tt := range match {
-		if got := matchesAttr(json.RawMessage(tt.field), tt.attr); got != tt.want {
-			t.Errorf("matchesAttr(%s, %q) = %t, want %t", tt.field, tt.attr, got, tt.want)
-		}
-	}
-}
-
 func TestEventEncoding(t *testing.T) {
 	t.Parallel()
 	ev := &Event{
@@ -129,9 +86,6 @@ func TestEventEncoding(t *testing.T) {
 	}
 	if &ev.Encoded()[0] != &ev.Encoded()[0] {
 		t.Fatal("Encoded() re-encodes; want one encoding per event")
-	}
-	if v, ok := ev.Field("total"); !ok || string(v) != "99.99" {
-		t.Fatalf("Field(total) = %s, %t", v, ok)
 	}
 }
 
@@ -249,22 +203,3 @@ func FuzzParseSince(f *testing.F) {
 }
 
 func jsonInt(n int64) string { b, _ := json.Marshal(n); return string(b) }
-
-// FuzzFilterMatch: filters and matches from clients never panic or hang,
-// and every value equals itself.
-func FuzzFilterMatch(f *testing.F) {
-	f.Add([]byte(`{"status":"paid","customer_id":45}`), []byte(`"paid"`), "45")
-	f.Add([]byte(`{"n":1e999999999}`), []byte(`1e-999999999`), "1/2")
-	f.Fuzz(func(t *testing.T, data, value []byte, attr string) {
-		ev := &Event{Data: data}
-		for _, field := range []string{"status", "customer_id", "n"} {
-			if got, ok := ev.Field(field); ok {
-				_ = jsonEqual(got, value)
-				_ = matchesAttr(got, attr)
-			}
-		}
-		if _, ok := decodeValue(value); ok && len(value) < 1000 && !jsonEqual(value, value) {
-			t.Fatalf("jsonEqual(%s, itself) = false", value)
-		}
-	})
-}

@@ -34,59 +34,6 @@ func (c *Client) senderName(given string) string {
 	return "anonymous"
 }
 
-// addSub subscribes to channel unless already subscribed (existing):
-// the one path for change channels, rooms and notification channels, so
-// that limits, access checks and the race with a grant reload are handled
-// once. setup configures the subscription before Dispatch can see it; upTo
-// is the last event dispatched before it.
-func (c *Client) addSub(ctx context.Context, channel string, setup func(*subscription)) (s *subscription, upTo Position, existing bool, err error) {
-	c.mu.Lock()
-	s, ok := c.subs[channel]
-	count := len(c.subs)
-	c.mu.Unlock()
-	if ok {
-		return s, Position{}, true, nil
-	}
-	if count >= c.hub.opts.MaxSubscriptions {
-		return nil, Position{}, false, errTooManySubscriptions
-	}
-	gen := c.hub.authGen.Load()
-	access, err := c.hub.auth.Access(ctx, c.principal, channel)
-	if err != nil {
-		return nil, Position{}, false, err
-	}
-	s = newSubscription(c, channel, access)
-	setup(s)
-	c.mu.Lock()
-	c.subs[channel] = s
-	c.mu.Unlock()
-	upTo = c.hub.addSubscription(s)
-	if err := c.recheckAccess(ctx, s, gen); err != nil {
-		return nil, Position{}, false, err
-	}
-	return s, upTo, false, nil
-}
-
-// joinRaw subscribes to a room or notification channel whose events carry
-// their frame as data. existing reports a subscription already there.
-func (c *Client) joinRaw(ctx context.Context, channel string, skipOwn bool) (*subscription, bool, error) {
-	s, _, existing, err := c.addSub(ctx, channel, func(s *subscription) { s.raw, s.skipOwn = true, skipOwn })
-	return s, existing, err
-}
-
-// leave ends the subscription to channel, reporting whether there was one.
-func (c *Client) leave(channel string) bool {
-	c.mu.Lock()
-	s, ok := c.subs[channel]
-	delete(c.subs, channel)
-	c.mu.Unlock()
-	if ok {
-		c.hub.removeSubscription(s)
-		s.end()
-	}
-	return ok
-}
-
 type roomFrame struct {
 	Type   string `json:"type"`
 	RoomID string `json:"room_id"`
@@ -141,17 +88,12 @@ func (c *Client) sendMessage(ctx context.Context, msg clientMessage) {
 		return
 	}
 	channel := db.RoomChannel(msg.RoomID)
-	c.mu.Lock()
-	s, joined := c.subs[channel]
-	c.mu.Unlock()
+	access, joined := c.hub.accessOf(c, channel)
 	if !joined {
 		c.send(errorFrame("join the room before sending to it"))
 		return
 	}
-	s.mu.Lock()
-	mayPublish := s.access.Publish
-	s.mu.Unlock()
-	if !mayPublish {
+	if !access.Publish {
 		c.send(channelErrorFrame(channel, accessMessage(session.ErrForbidden, channel)))
 		return
 	}

@@ -1,9 +1,10 @@
 package realtime
 
 import (
-	"encoding/json"
 	"sync"
+	"sync/atomic"
 
+	"github.com/pgpush/pgpush/realtime/filter"
 	"github.com/pgpush/pgpush/session"
 )
 
@@ -13,10 +14,13 @@ const NotificationEvent = "notification-received"
 // subscription is one socket's interest in one channel. While it replays
 // (pending), live events are buffered so that they follow the replay in
 // order, with no gap and no duplicate.
+//
+// What decides visibility (access, filter, pred) belongs to the hub's
+// registry: written only under the hub's lock, together with the channel's
+// index, so Dispatch always sees an index and predicates that agree.
 type subscription struct {
 	client  *Client
 	channel string
-	filter  map[string]json.RawMessage
 	// raw subscriptions (chat rooms, notification channels) send each
 	// event's data as the frame itself, and skip events this socket sent
 	// when skipOwn is set (join/leave announcements).
@@ -25,46 +29,45 @@ type subscription struct {
 	// skipIDs are events this socket already got another way (claimed
 	// pending notifications); set before the subscription goes live.
 	skipIDs map[int64]struct{}
+
+	access session.Access                // guarded by the hub's mu
+	filter *filter.Filter                // the client's; guarded by the hub's mu
+	pred   atomic.Pointer[filter.Filter] // grant's match and filter; set under the hub's mu
+
+	mu sync.Mutex // guards the delivery state below
 	// after is the resume point of a since-subscribe: on an instance whose
 	// listener is behind it, live events up to it are ones the client has.
-	after Position
-
-	mu      sync.Mutex
-	access  session.Access
+	after   Position
 	pending bool
 	buffer  []*Event
 	ended   bool
 	endedCh chan struct{} // closed by end; wakes a paced replay
 }
 
-func newSubscription(c *Client, channel string, access session.Access) *subscription {
-	return &subscription{client: c, channel: channel, access: access, pending: true, endedCh: make(chan struct{})}
+func newSubscription(c *Client, channel string) *subscription {
+	return &subscription{client: c, channel: channel, pending: true, endedCh: make(chan struct{})}
 }
 
-// visible applies the grant's match rules and the client's filter.
-func (s *subscription) visible(ev *Event, access session.Access) bool {
-	for field, want := range access.Match {
-		got, ok := ev.Field(field)
-		if !ok || !matchesAttr(got, want) {
-			return false
-		}
-	}
-	for field, want := range s.filter {
-		got, ok := ev.Field(field)
-		if !ok || !jsonEqual(got, want) {
-			return false
-		}
-	}
-	return true
+// setRules sets access and filter and the predicate they make. The caller
+// holds the hub's write lock and re-indexes s.
+func (s *subscription) setRules(access session.Access, f *filter.Filter) {
+	s.access, s.filter = access, f
+	s.pred.Store(filter.And(filter.MatchAttrs(access.Match), f))
 }
 
-// offer queues ev if the subscriber may see it, and reports whether it was
-// queued; Dispatch wakes the writer afterwards. Events held for after a
-// replay report false: activate sends and counts them.
+// visible applies the grant's match rule and the client's filter, both
+// compiled; the event's fields are decoded once for every subscription.
+func (s *subscription) visible(ev *Event) bool {
+	return s.pred.Load().Match(ev.fields())
+}
+
+// offer queues ev, which Dispatch found visible to s, and reports whether
+// it was queued; Dispatch wakes the writer afterwards. Events held for
+// after a replay report false: activate sends and counts them.
 func (s *subscription) offer(ev *Event) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended || !s.visible(ev, s.access) {
+	if s.ended {
 		return false
 	}
 	if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
@@ -103,12 +106,6 @@ func (s *subscription) activate() {
 	}
 	s.buffer = nil
 	s.pending = false
-}
-
-func (s *subscription) setAccess(a session.Access) {
-	s.mu.Lock()
-	s.access = a
-	s.mu.Unlock()
 }
 
 func (s *subscription) end() {
