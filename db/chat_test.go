@@ -300,6 +300,8 @@ func TestMarkNotificationsDelivered(t *testing.T) {
 	}
 }
 
+// TestPruneNotifications: notifications and room messages past the
+// retention go, delivered or not.
 func TestPruneNotifications(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
@@ -310,6 +312,14 @@ func TestPruneNotifications(t *testing.T) {
 		t.Fatal(err)
 	}
 	ageNotifications(t, ctx, pool, past, old, oldDelivered)
+	for _, room := range []string{"old", "mixed", "mixed", "fresh"} {
+		if _, err := db.SendRoomMessage(ctx, pool, room, "Will", "hi", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(t, ctx, pool, `
+		UPDATE pgpush.room_messages SET sent_at = sent_at - $1::interval
+		WHERE id IN (SELECT min(id) FROM pgpush.room_messages WHERE room_id IN ('old', 'mixed') GROUP BY room_id)`, past)
 
 	if err := db.PruneNotifications(ctx, pool, retention); err != nil {
 		t.Fatalf("PruneNotifications: %v", err)
@@ -325,6 +335,12 @@ func TestPruneNotifications(t *testing.T) {
 	}
 	if want := []int64{fresh}; !slices.Equal(left, want) {
 		t.Errorf("notifications left = %v, want %v", left, want)
+	}
+	if n := count(t, ctx, pool, `SELECT count(*) FROM pgpush.room_messages`); n != 2 {
+		t.Errorf("room messages left = %d, want 2 (mixed's newer one and fresh's)", n)
+	}
+	if rooms, err := db.Rooms(ctx, pool); err != nil || !slices.Equal(rooms, []string{"fresh", "mixed"}) {
+		t.Errorf("Rooms = %q, %v, want [fresh mixed]", rooms, err)
 	}
 	if err := db.PruneNotifications(ctx, pool, retention); err != nil {
 		t.Errorf("PruneNotifications again: %v", err)
