@@ -118,5 +118,8 @@ func PruneNotifications(ctx context.Context, q Querier, retention time.Duration)
 	if _, err := q.Exec(ctx, `DELETE FROM pgpush.notifications WHERE sent_at < now() - $1::interval`, retention); err != nil {
 		return fmt.Errorf("prune notifications: %w", err)
 	}
+	if _, err := q.Exec(ctx, `DELETE FROM pgpush.room_messages WHERE sent_at < now() - $1::interval`, retention); err != nil {
+		return fmt.Errorf("prune room messages: %w", err)
+	}
 	return nil
 }
