@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"sync"
@@ -147,6 +148,7 @@ func (b *hubBundle) connect(t *testing.T, p *session.Principal) (*Client, *fakeT
 	t.Helper()
 	ft := newFakeTransport()
 	c := b.hub.newClient(p, ft, wireWS)
+	c.refreshAccess(context.Background())
 	if !b.hub.register(c) {
 		t.Fatal("register refused")
 	}
@@ -404,6 +406,144 @@ func TestHubBroadcastReachesEverySocket(t *testing.T) {
 		fs := frames(t, ft)
 		if len(fs) != 1 || fs[0]["type"] != "new_product" {
 			t.Errorf("socket %d got %v, want one new_product frame", i+1, fs)
+		}
+	}
+}
+
+func TestHubSubscribeAgainReplacesFilter(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	c, ct := b.connect(t, customer(1, ""))
+	send(c, `{"type":"subscribe","channel":"order_changes","filter":{"status":"paid"}}`)
+	send(c, `{"type":"subscribe","channel":"order_changes","filter":{"status":{"in":["shipped","delivered"]}}}`)
+	if got, want := summary(frames(t, ct)), []string{"subscribed order_changes", "subscribed order_changes"}; !slices.Equal(got, want) {
+		t.Fatalf("answers %q, want %q", got, want)
+	}
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:updated", `{"id":1,"status":"paid"}`),
+		b.event("order_changes", "order:updated", `{"id":1,"status":"shipped"}`),
+	})
+	if got, want := summary(frames(t, ct)), []string{"order:updated 2"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want only the event the new filter passes: %q", got, want)
+	}
+	if n := b.hub.ChannelCount("order_changes"); n != 1 {
+		t.Errorf("ChannelCount = %d, want 1 (one subscription, never two deliveries)", n)
+	}
+}
+
+func TestHubBadFilterMakesNoSubscription(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	c, ct := b.connect(t, customer(1, ""))
+	for _, f := range []string{
+		`{"status":{"like":"x"}}`,
+		`{"customer_id":{"in":5}}`,
+		`{"or":[]}`,
+		`[1]`,
+		`{"a":` + strings.Repeat(`{"not":`, 9) + `{}` + strings.Repeat(`}`, 9) + `}`,
+	} {
+		send(c, `{"type":"subscribe","channel":"order_changes","filter":`+f+`}`)
+		fs := frames(t, ct)
+		if len(fs) != 1 || fs[0]["type"] != "error" || !strings.Contains(fmt.Sprint(fs[0]["message"]), "filter") {
+			t.Errorf("filter %s: got %v, want one error frame naming the filter", f, fs)
+		}
+		if n := b.hub.ChannelCount("order_changes"); n != 0 {
+			t.Errorf("filter %s: ChannelCount = %d, want 0", f, n)
+		}
+	}
+}
+
+func TestHubNotificationToEveryoneAppliesMatch(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set(db.NotifyEveryoneChannel, session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	_, t45 := b.connect(t, customer(45, "customer_id=45"))
+	_, t46 := b.connect(t, customer(46, "customer_id=46"))
+	frame := func(customer int) string {
+		return fmt.Sprintf(`{"type":"notification-received","data":{"id":"1","type":"info","title":"t","message":"m","data":{"customer_id":%d}}}`, customer)
+	}
+	b.hub.Dispatch([]*Event{b.event(db.NotifyEveryoneChannel, NotificationEvent, frame(46))})
+	if got := frames(t, t45); len(got) != 0 {
+		t.Errorf("customer 45 got %v of customer 46's notification", got)
+	}
+	if got := frames(t, t46); len(got) != 1 || got[0]["type"] != "notification-received" {
+		t.Errorf("customer 46 got %v, want its notification", got)
+	}
+}
+
+// TestHubIndexedDispatchAgreesWithScan is the property of issue 14: for
+// random grants, filters and events, Dispatch (through the index) reaches
+// exactly the sockets that judging every subscription would.
+func TestHubIndexedDispatchAgreesWithScan(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(14, 14))
+	values := []string{`1`, `1.0`, `2`, `"1"`, `"2"`, `"a"`, `null`, `true`}
+	pick := func() string { return values[rng.IntN(len(values))] }
+	condition := func() string {
+		field := []string{"customer_id", "status", "region"}[rng.IntN(3)]
+		switch rng.IntN(6) {
+		case 0:
+			return fmt.Sprintf(`"%s":%s`, field, pick())
+		case 1:
+			return fmt.Sprintf(`"%s":{"in":[%s,%s]}`, field, pick(), pick())
+		case 2:
+			return fmt.Sprintf(`"%s":{"ne":%s}`, field, pick())
+		case 3:
+			return fmt.Sprintf(`"%s":{"gte":%s}`, field, pick())
+		case 4:
+			return fmt.Sprintf(`"or":[{"%s":%s},{"%s":{"exists":false}}]`, field, pick(), field)
+		default:
+			return fmt.Sprintf(`"not":{"%s":%s}`, field, pick())
+		}
+	}
+	for round := range 20 {
+		b := setupHub(t, Options{})
+		b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+		b.grants.set("open_changes", session.Access{})
+		type sock struct {
+			c  *Client
+			ft *fakeTransport
+		}
+		var socks []sock
+		for i := range 40 {
+			c, ft := b.connect(t, customer(int64(i), "customer_id="+[]string{"1", "2", "a", "true"}[rng.IntN(4)]))
+			channel := []string{"order_changes", "open_changes"}[rng.IntN(2)]
+			var conds []string
+			for range rng.IntN(3) {
+				conds = append(conds, condition())
+			}
+			send(c, fmt.Sprintf(`{"type":"subscribe","channel":%q,"filter":{%s}}`, channel, strings.Join(conds, ",")))
+			if rng.IntN(4) == 0 { // subscribe again: the filter is replaced
+				send(c, fmt.Sprintf(`{"type":"subscribe","channel":%q,"filter":{%s}}`, channel, condition()))
+			}
+			frames(t, ft)
+			socks = append(socks, sock{c, ft})
+		}
+		for range 50 {
+			channel := []string{"order_changes", "open_changes"}[rng.IntN(2)]
+			data := fmt.Sprintf(`{"customer_id":%s,"status":%s}`, pick(), pick())
+			ev := b.event(channel, "order:updated", data)
+			var want []int
+			for i, s := range socks {
+				b.hub.mu.RLock()
+				sub := s.c.subs[channel]
+				b.hub.mu.RUnlock()
+				if sub != nil && sub.visible(ev) {
+					want = append(want, i)
+				}
+			}
+			b.hub.Dispatch([]*Event{ev})
+			var got []int
+			for i, s := range socks {
+				if len(s.ft.take()) > 0 {
+					got = append(got, i)
+				}
+			}
+			if !slices.Equal(got, want) {
+				t.Fatalf("round %d, event %s on %s: reached %v, judging every subscription gives %v", round, data, channel, got, want)
+			}
 		}
 	}
 }
