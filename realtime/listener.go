@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"github.com/pgpush/pgpush/db"
 )
 
@@ -21,21 +23,26 @@ import (
 // a lost connection loses nothing: after reconnecting and listening again,
 // the same query delivers what was committed meanwhile, once.
 //
-// Only the Run goroutine touches the connection.
+// Start connects once, so that a wrong URL fails at start-up; Run then
+// owns that connection, and every later one, until its context ends.
 type Listener struct {
 	// ConnConfig is used for every (re)connect. Required.
 	ConnConfig *pgx.ConnConfig
-	// Dispatch receives events in delivery order. Required.
-	Dispatch func([]*Event)
-	// Control receives payloads from the control channel ("reload",
-	// "logout:<session>"). Optional.
-	Control func(payload string)
-	// ControlChannel is the NOTIFY channel for Control.
+	// StartFunc receives, from Start, the position the stream begins at:
+	// the last event already in the log. It is called before any
+	// DispatchFunc. Optional.
+	StartFunc func(Position)
+	// DispatchFunc receives events in delivery order, from Run's
+	// goroutine. Required.
+	DispatchFunc func([]*Event)
+	// ControlFunc receives payloads from ControlChannel (db.ReloadPayload,
+	// db.LogoutPayloadPrefix+session), from Run's goroutine; after every
+	// (re)connect it also receives db.ReloadPayload, since announcements
+	// made while disconnected were missed. Optional.
+	ControlFunc func(payload string)
+	// ControlChannel is the NOTIFY channel for ControlFunc.
 	ControlChannel string
-	// OnCaughtUp is called after each (re)connect once the backlog is
-	// delivered, with the number of reconnects so far. Optional; tests use it.
-	OnCaughtUp func(reconnects int64)
-	Logger     *slog.Logger
+	Logger         *slog.Logger
 	// BatchSize bounds one read of the event log. 0 means 1000.
 	BatchSize int
 	// IdleCheck is how long to wait for a notification before checking
@@ -44,10 +51,58 @@ type Listener struct {
 	// MaxBackoff caps the reconnect delay. 0 means 5s.
 	MaxBackoff time.Duration
 
+	// newConn makes the listening connection; nil means pgx with
+	// ConnConfig. Tests replace it to inject faults.
+	newConn func(*pgx.ConnConfig) listenConn
+	// testSignals do nothing unless a test initialises them.
+	testSignals listenerTestSignals
+
+	// Only Start, then the Run goroutine, touch conn, cursor and lastCheck.
+	conn      listenConn
+	cursor    Position
+	lastCheck time.Time
+
 	ready      atomic.Bool
 	reconnects atomic.Int64
-	cursor     Position // only the Run goroutine reads or writes it
 	lag        atomic.Int64
+}
+
+// listenConn is the listening connection: the seam between the Listener
+// and PostgreSQL (river's riverdriver.Listener). Only one goroutine at a
+// time uses it.
+type listenConn interface {
+	// Connect opens the connection; after Close it may be called again.
+	Connect(ctx context.Context) error
+	Listen(ctx context.Context, channel string) error
+	// WaitForNotification blocks until a notification arrives, ctx ends,
+	// or the connection fails.
+	WaitForNotification(ctx context.Context) (*pgconn.Notification, error)
+	Close(ctx context.Context) error
+	db.Querier
+}
+
+// listenerTestSignals let tests wait for what the Run goroutine did.
+type listenerTestSignals struct {
+	// caughtUp: the backlog is delivered after a (re)connect; the value
+	// is the number of reconnects so far.
+	caughtUp testSignal[int64]
+	// connError: a connection failed or could not be opened.
+	connError testSignal[error]
+}
+
+// testSignal is a hook for tests whose zero value does nothing, so that
+// production code signals for free (river's testsignal).
+type testSignal[T any] struct{ ch chan T }
+
+func (s *testSignal[T]) signal(v T) {
+	if s.ch == nil {
+		return
+	}
+	select {
+	case s.ch <- v:
+	default:
+		panic("test signal buffer full: a test is not draining it")
+	}
 }
 
 // Ready reports whether the listener is connected and has delivered
@@ -61,160 +116,179 @@ func (l *Listener) Reconnects() int64 { return l.reconnects.Load() }
 // how far behind commit the listener runs.
 func (l *Listener) LagMillis() int64 { return l.lag.Load() }
 
-// Start connects once, so that a wrong URL fails at start-up, and returns
-// the position the stream begins at; Run then owns the connection.
-func (l *Listener) Start(ctx context.Context) (*pgx.Conn, Position, error) {
-	conn, err := l.connect(ctx)
-	if err != nil {
-		return nil, Position{}, err
+// Start connects once, so that a wrong URL fails here, records where the
+// stream begins and hands it to StartFunc. Run then continues on the
+// same connection.
+func (l *Listener) Start(ctx context.Context) error {
+	if l.newConn == nil {
+		l.newConn = newPgxListenConn
 	}
-	seq, id, err := db.LastPosition(ctx, conn)
+	l.conn = l.newConn(l.ConnConfig)
+	if err := l.connect(ctx); err != nil {
+		return err
+	}
+	seq, id, err := db.LastPosition(ctx, l.conn)
 	if err != nil {
-		conn.Close(context.WithoutCancel(ctx))
-		return nil, Position{}, err
+		l.conn.Close(context.WithoutCancel(ctx))
+		return err
 	}
 	l.cursor = Position{Seq: seq, ID: id}
-	return conn, l.cursor, nil
+	if l.StartFunc != nil {
+		l.StartFunc(l.cursor)
+	}
+	return nil
 }
 
 // Run listens until ctx ends, reconnecting with capped, jittered backoff
-// after any error. conn is the connection Start returned.
-func (l *Listener) Run(ctx context.Context, conn *pgx.Conn) error {
+// after any error. It must follow a successful Start.
+func (l *Listener) Run(ctx context.Context) error {
+	defer l.conn.Close(context.WithoutCancel(ctx))
 	attempt := 0
+	connected := true // by Start
 	for {
-		if conn != nil {
-			err := l.serve(ctx, conn)
+		if connected {
+			err := l.serve(ctx)
 			l.ready.Store(false)
-			conn.Close(context.WithoutCancel(ctx))
-			conn = nil
+			l.conn.Close(context.WithoutCancel(ctx))
 			if ctx.Err() != nil {
 				return nil
 			}
 			l.Logger.Warn("listener connection lost", "err", err)
+			l.testSignals.connError.signal(err)
 			attempt = 0
 		}
 		attempt++
 		if !sleepCtx(ctx, backoff(attempt, l.maxBackoff())) {
 			return nil
 		}
-		var err error
-		conn, err = l.connect(ctx)
-		if err != nil {
+		if err := l.connect(ctx); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
 			l.Logger.Warn("listener reconnect", "attempt", attempt, "err", err)
+			l.testSignals.connError.signal(err)
+			connected = false
 			continue
 		}
+		connected = true
 		l.reconnects.Add(1)
 		l.Logger.Info("listener reconnected", "attempt", attempt)
 	}
 }
 
-func (l *Listener) connect(ctx context.Context) (*pgx.Conn, error) {
-	cfg := l.ConnConfig.Copy()
-	cfg.RuntimeParams["application_name"] = db.ListenerApplicationName
-	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+func (l *Listener) connect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	conn, err := pgx.ConnectConfig(connectCtx, cfg)
-	if err != nil {
-		return nil, fmt.Errorf("connect listener: %w", err)
+	if err := l.conn.Connect(ctx); err != nil {
+		return fmt.Errorf("connect listener: %w", err)
 	}
-	return conn, nil
+	return nil
 }
 
-// serve runs one connection: LISTEN first, then read the backlog, so that
-// nothing committed in between is missed; then wait for doorbells.
-func (l *Listener) serve(ctx context.Context, conn *pgx.Conn) error {
+// serve runs one connection: LISTEN first, then read the backlog, so
+// that nothing committed in between is missed; then answer doorbells
+// until the connection fails or ctx ends.
+func (l *Listener) serve(ctx context.Context) error {
+	if err := l.listen(ctx); err != nil {
+		return err
+	}
+	if err := l.checkLog(ctx); err != nil {
+		return err
+	}
+	l.ready.Store(true)
+	l.testSignals.caughtUp.signal(l.reconnects.Load())
+	if l.ControlFunc != nil {
+		// Grants or sessions may have changed while we were away.
+		l.ControlFunc(db.ReloadPayload)
+	}
+	for {
+		n, err := l.wait(ctx)
+		if err != nil {
+			return err
+		}
+		if err := l.handle(ctx, n); err != nil {
+			return err
+		}
+	}
+}
+
+func (l *Listener) listen(ctx context.Context) error {
 	channels := []string{db.EventsChannel}
 	if l.ControlChannel != "" {
 		channels = append(channels, l.ControlChannel)
 	}
 	for _, ch := range channels {
-		if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{ch}.Sanitize()); err != nil {
+		if err := l.conn.Listen(ctx, ch); err != nil {
 			return fmt.Errorf("listen %q: %w", ch, err)
 		}
-	}
-	if err := l.sequencePrepared(ctx, conn); err != nil {
-		return err
-	}
-	if err := l.catchUp(ctx, conn); err != nil {
-		return err
-	}
-	l.ready.Store(true)
-	if l.OnCaughtUp != nil {
-		l.OnCaughtUp(l.reconnects.Load())
-	}
-	if l.Control != nil {
-		// Grants or sessions may have changed while we were away.
-		l.Control("reload")
-	}
-	lastSweep := time.Now()
-	for {
-		if time.Since(lastSweep) >= l.idleCheck() {
-			// Also under steady traffic, when the idle branch never runs.
-			if err := l.sequencePrepared(ctx, conn); err != nil {
-				return err
-			}
-			lastSweep = time.Now()
-		}
-		waitCtx, cancel := context.WithTimeout(ctx, l.idleCheck())
-		n, err := conn.WaitForNotification(waitCtx)
-		cancel()
-		switch {
-		case err == nil:
-		case ctx.Err() != nil:
-			return ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
-			// Idle: reading the log doubles as the connection check, and
-			// catches any doorbell that was never rung. Two-phase
-			// transactions committed since the last look get their commit
-			// numbers here.
-			if err := l.sequencePrepared(ctx, conn); err != nil {
-				return err
-			}
-			lastSweep = time.Now()
-			if err := l.catchUp(ctx, conn); err != nil {
-				return err
-			}
-			continue
-		default:
-			return fmt.Errorf("wait for notification: %w", err)
-		}
-		switch n.Channel {
-		case db.EventsChannel:
-			seq, perr := strconv.ParseInt(n.Payload, 10, 64)
-			if perr == nil && seq <= l.cursor.Seq {
-				continue // already read with an earlier batch
-			}
-			if err := l.catchUp(ctx, conn); err != nil {
-				return err
-			}
-		case l.ControlChannel:
-			if l.Control != nil {
-				l.Control(n.Payload)
-			}
-		}
-	}
-}
-
-// sequencePrepared numbers committed two-phase transactions (see
-// migration 00005), whose events carry no commit number of their own.
-func (l *Listener) sequencePrepared(ctx context.Context, conn *pgx.Conn) error {
-	if _, err := conn.Exec(ctx, `SELECT pgpush.sequence_prepared()`); err != nil {
-		return fmt.Errorf("sequence prepared transactions: %w", err)
 	}
 	return nil
 }
 
+// wait returns the next notification, or nil when none came within
+// IdleCheck.
+func (l *Listener) wait(ctx context.Context) (*pgconn.Notification, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, l.idleCheck())
+	defer cancel()
+	n, err := l.conn.WaitForNotification(waitCtx)
+	switch {
+	case err == nil:
+		return n, nil
+	case ctx.Err() != nil:
+		return nil, ctx.Err()
+	case errors.Is(err, context.DeadlineExceeded):
+		// Idle. A timed-out wait leaves the connection usable; if it is
+		// dead after all, the log check that follows says so.
+		return nil, nil
+	default:
+		return nil, fmt.Errorf("wait for notification: %w", err)
+	}
+}
+
+// handle acts on one notification, or on an idle period (n is nil).
+func (l *Listener) handle(ctx context.Context, n *pgconn.Notification) error {
+	switch {
+	case n == nil:
+		// Reading the log doubles as the connection check, and catches
+		// any doorbell that was never rung.
+		return l.checkLog(ctx)
+	case n.Channel == db.EventsChannel:
+		if time.Since(l.lastCheck) >= l.idleCheck() {
+			// Also under steady traffic, when no idle period comes.
+			return l.checkLog(ctx)
+		}
+		seq, err := strconv.ParseInt(n.Payload, 10, 64)
+		if err == nil && seq <= l.cursor.Seq {
+			return nil // already read with an earlier batch
+		}
+		return l.catchUp(ctx)
+	case n.Channel == l.ControlChannel:
+		if l.ControlFunc != nil {
+			l.ControlFunc(n.Payload)
+		}
+	}
+	return nil
+}
+
+// checkLog gives committed two-phase transactions their commit numbers
+// (see migration 00005: they have none of their own), then reads the
+// backlog.
+func (l *Listener) checkLog(ctx context.Context) error {
+	if _, err := l.conn.Exec(ctx, `SELECT pgpush.sequence_prepared()`); err != nil {
+		return fmt.Errorf("sequence prepared transactions: %w", err)
+	}
+	l.lastCheck = time.Now()
+	return l.catchUp(ctx)
+}
+
 // catchUp reads and dispatches everything after the cursor.
-func (l *Listener) catchUp(ctx context.Context, conn *pgx.Conn) error {
+func (l *Listener) catchUp(ctx context.Context) error {
 	batchSize := l.BatchSize
 	if batchSize <= 0 {
 		batchSize = 1000
 	}
 	for {
-		rows, err := db.EventsAfter(ctx, conn, l.cursor.Seq, l.cursor.ID, batchSize)
+		rows, err := db.EventsAfter(ctx, l.conn, l.cursor.Seq, l.cursor.ID, batchSize)
 		if err != nil {
 			return err
 		}
@@ -225,7 +299,7 @@ func (l *Listener) catchUp(ctx context.Context, conn *pgx.Conn) error {
 		for i, r := range rows {
 			events[i] = EventFromRow(r)
 		}
-		l.Dispatch(events)
+		l.DispatchFunc(events)
 		last := events[len(events)-1]
 		l.cursor = last.Pos
 		l.lag.Store(time.Since(last.Time).Milliseconds())
@@ -259,6 +333,58 @@ func (l *Listener) maxBackoff() time.Duration {
 		return l.MaxBackoff
 	}
 	return 5 * time.Second
+}
+
+// pgxListenConn is the listenConn of production: one *pgx.Conn at a time,
+// opened with application_name pgpush-listener.
+type pgxListenConn struct {
+	config *pgx.ConnConfig
+	conn   *pgx.Conn
+}
+
+func newPgxListenConn(cfg *pgx.ConnConfig) listenConn {
+	cfg = cfg.Copy()
+	cfg.RuntimeParams["application_name"] = db.ListenerApplicationName
+	return &pgxListenConn{config: cfg}
+}
+
+func (c *pgxListenConn) Connect(ctx context.Context) error {
+	conn, err := pgx.ConnectConfig(ctx, c.config)
+	if err != nil {
+		return err
+	}
+	c.conn = conn
+	return nil
+}
+
+func (c *pgxListenConn) Listen(ctx context.Context, channel string) error {
+	_, err := c.conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize())
+	return err
+}
+
+func (c *pgxListenConn) WaitForNotification(ctx context.Context) (*pgconn.Notification, error) {
+	return c.conn.WaitForNotification(ctx)
+}
+
+func (c *pgxListenConn) Close(ctx context.Context) error {
+	if c.conn == nil {
+		return nil
+	}
+	err := c.conn.Close(ctx)
+	c.conn = nil
+	return err
+}
+
+func (c *pgxListenConn) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
+	return c.conn.Exec(ctx, sql, args...)
+}
+
+func (c *pgxListenConn) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
+	return c.conn.Query(ctx, sql, args...)
+}
+
+func (c *pgxListenConn) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
+	return c.conn.QueryRow(ctx, sql, args...)
 }
 
 // backoff doubles from 100ms up to max, with ±10% jitter so that many

@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgpush/pgpush/db"
@@ -68,11 +70,27 @@ type listenerBundle struct {
 	url       string
 	listener  *Listener
 	collected *collector
-	caughtUp  chan int64
+	start     Position // what StartFunc received
+}
+
+// init makes the signal record what production code signals.
+func (s *testSignal[T]) init() { s.ch = make(chan T, 1000) }
+
+// waitOrTimeout returns the next signalled value.
+func (s *testSignal[T]) waitOrTimeout(t *testing.T) T {
+	t.Helper()
+	select {
+	case v := <-s.ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatal("timed out waiting for a test signal")
+		panic("unreachable")
+	}
 }
 
 // startListener watches a fresh "items" table and runs a Listener on it.
-func startListener(t *testing.T) *listenerBundle {
+// adjust, if not nil, changes the Listener before it starts.
+func startListener(t *testing.T, adjust func(*Listener)) *listenerBundle {
 	t.Helper()
 	pool, url := dbtest.NewPool(t)
 	ctx := context.Background()
@@ -86,42 +104,36 @@ func startListener(t *testing.T) *listenerBundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &listenerBundle{pool: pool, url: url, collected: newCollector(), caughtUp: make(chan int64, 100)}
+	b := &listenerBundle{pool: pool, url: url, collected: newCollector()}
 	b.listener = &Listener{
-		ConnConfig: cfg,
-		Dispatch:   b.collected.dispatch,
-		Logger:     discard(),
-		OnCaughtUp: func(n int64) { b.caughtUp <- n },
-		IdleCheck:  time.Second,
-		MaxBackoff: 500 * time.Millisecond,
+		ConnConfig:   cfg,
+		StartFunc:    func(p Position) { b.start = p },
+		DispatchFunc: b.collected.dispatch,
+		Logger:       discard(),
+		IdleCheck:    time.Second,
+		MaxBackoff:   500 * time.Millisecond,
+	}
+	b.listener.testSignals.caughtUp.init()
+	b.listener.testSignals.connError.init()
+	if adjust != nil {
+		adjust(b.listener)
 	}
 	runCtx, cancel := context.WithCancel(ctx)
-	conn, _, err := b.listener.Start(runCtx)
-	if err != nil {
+	if err := b.listener.Start(runCtx); err != nil {
+		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = b.listener.Run(runCtx, conn)
+		_ = b.listener.Run(runCtx)
 	}()
 	t.Cleanup(func() {
 		cancel()
 		<-done
 	})
-	b.waitCaughtUp(t)
+	b.listener.testSignals.caughtUp.waitOrTimeout(t)
 	return b
-}
-
-func (b *listenerBundle) waitCaughtUp(t *testing.T) int64 {
-	t.Helper()
-	select {
-	case n := <-b.caughtUp:
-		return n
-	case <-time.After(waitTimeout):
-		t.Fatal("listener did not catch up")
-		return 0
-	}
 }
 
 // killListenerBackend terminates the listener's server process, as an
@@ -235,7 +247,7 @@ func checkStream(t *testing.T, evs []*Event, writers, perWriter int) {
 // twice mid-stream; every committed change still arrives once, in order.
 func TestListenerSurvivesBackendKill(t *testing.T) {
 	t.Parallel()
-	b := startListener(t)
+	b := startListener(t, nil)
 	const writers, perWriter = 4, 250
 	ctx := context.Background()
 	var written sync.WaitGroup
@@ -277,7 +289,7 @@ func TestListenerSurvivesBackendKill(t *testing.T) {
 // Paging by event id would skip T1 forever; commit sequence does not.
 func TestOutOfOrderCommitAcrossReconnect(t *testing.T) {
 	t.Parallel()
-	b := startListener(t)
+	b := startListener(t, nil)
 	ctx := context.Background()
 	t1, err := b.pool.Begin(ctx)
 	if err != nil {
@@ -311,7 +323,7 @@ func TestOutOfOrderCommitAcrossReconnect(t *testing.T) {
 // Not parallel: the restart drops every connection of the package's cluster,
 // so it runs while the parallel tests wait.
 func TestListenerSurvivesPostgresRestart(t *testing.T) {
-	b := startListener(t)
+	b := startListener(t, nil)
 	const writers, perWriter = 4, 250
 	ctx := context.Background()
 	var written sync.WaitGroup
@@ -365,8 +377,8 @@ func TestListenerStartFailsFast(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.Database = "no_such_database"
-	l := &Listener{ConnConfig: cfg, Dispatch: func([]*Event) {}, Logger: discard()}
-	if _, _, err := l.Start(context.Background()); err == nil {
+	l := &Listener{ConnConfig: cfg, DispatchFunc: func([]*Event) {}, Logger: discard()}
+	if err := l.Start(context.Background()); err == nil {
 		t.Fatal("Start on a missing database succeeded")
 	} else if errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Start hung: %v", err)
@@ -378,7 +390,7 @@ func TestListenerStartFailsFast(t *testing.T) {
 // COMMIT PREPARED, and never after ROLLBACK PREPARED.
 func TestTwoPhaseCommit(t *testing.T) {
 	t.Parallel()
-	b := startListener(t)
+	b := startListener(t, nil)
 	ctx := context.Background()
 	prepare := func(gid string, n int) {
 		t.Helper()
@@ -426,5 +438,109 @@ func TestTwoPhaseCommit(t *testing.T) {
 	evs = b.collected.waitFor(t, "the marker", func(evs []*Event) bool { return len(evs) >= 3 })
 	if d := decodeItem(t, evs[2]); d.Writer != 8 || len(evs) != 3 {
 		t.Fatalf("after COMMIT PREPARED got %+v (%d events), want only the marker", d, len(evs))
+	}
+}
+
+// TestListenerStartPosition: Start hands StartFunc the last event already
+// in the log, and Run dispatches only what comes after it.
+func TestListenerStartPosition(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.NewPool(t)
+	ctx := context.Background()
+	if _, err := db.Publish(ctx, pool, "alerts", "before", nil); err != nil {
+		t.Fatal(err)
+	}
+	before, err := db.Publish(ctx, pool, "alerts", "before", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := startListenerOn(t, pool)
+	if b.start.ID != before {
+		t.Fatalf("StartFunc got %+v, want the last event's id %d", b.start, before)
+	}
+	after, err := db.Publish(ctx, pool, "alerts", "after", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	evs := b.collected.waitFor(t, "the event after Start", func(evs []*Event) bool { return len(evs) >= 1 })
+	if len(evs) != 1 || evs[0].Pos.ID != after || !evs[0].Pos.After(b.start) {
+		t.Fatalf("dispatched %d events, first %+v; want only %d, after %+v", len(evs), evs[0].Pos, after, b.start)
+	}
+}
+
+// startListenerOn runs a Listener on an existing database.
+func startListenerOn(t *testing.T, pool *pgxpool.Pool) *listenerBundle {
+	t.Helper()
+	cfg := pool.Config().ConnConfig.Copy()
+	b := &listenerBundle{pool: pool, collected: newCollector()}
+	b.listener = &Listener{
+		ConnConfig:   cfg,
+		StartFunc:    func(p Position) { b.start = p },
+		DispatchFunc: b.collected.dispatch,
+		Logger:       discard(),
+	}
+	b.listener.testSignals.caughtUp.init()
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.listener.Start(ctx); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = b.listener.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	b.listener.testSignals.caughtUp.waitOrTimeout(t)
+	return b
+}
+
+var errInjected = errors.New("injected connect failure")
+
+// flakyConn refuses as many connects as failConnects says, as a database
+// that is still restarting would.
+type flakyConn struct {
+	listenConn
+	failConnects atomic.Int32
+}
+
+func (c *flakyConn) Connect(ctx context.Context) error {
+	if c.failConnects.Add(-1) >= 0 {
+		return errInjected
+	}
+	return c.listenConn.Connect(ctx)
+}
+
+// TestListenerRetriesFailedConnects: after losing its connection the
+// listener keeps retrying through failed connects, then delivers what was
+// committed meanwhile.
+func TestListenerRetriesFailedConnects(t *testing.T) {
+	t.Parallel()
+	var flaky *flakyConn
+	b := startListener(t, func(l *Listener) {
+		l.newConn = func(cfg *pgx.ConnConfig) listenConn {
+			flaky = &flakyConn{listenConn: newPgxListenConn(cfg)}
+			return flaky
+		}
+	})
+	flaky.failConnects.Store(2)
+	killListenerBackend(t, b.pool)
+	if _, err := b.pool.Exec(context.Background(), `INSERT INTO items (writer, n) VALUES (1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 { // the lost connection, then two refused connects
+		if err := b.listener.testSignals.connError.waitOrTimeout(t); i > 0 && !errors.Is(err, errInjected) {
+			t.Fatalf("connection error %d = %v, want the injected one", i, err)
+		}
+	}
+	if n := b.listener.testSignals.caughtUp.waitOrTimeout(t); n != 1 {
+		t.Fatalf("caught up after %d reconnects, want 1", n)
+	}
+	evs := b.collected.waitFor(t, "the row committed while disconnected", func(evs []*Event) bool { return len(evs) >= 1 })
+	if d := decodeItem(t, evs[0]); d.Writer != 1 || len(evs) != 1 {
+		t.Fatalf("got %d events, first %+v; want the one row", len(evs), d)
 	}
 }

@@ -124,10 +124,11 @@ func (s *server) open(ctx context.Context) error {
 	}
 	s.listener = &realtime.Listener{
 		ConnConfig:     connConfig,
-		Dispatch:       s.hub.Dispatch,
+		StartFunc:      s.hub.SetPosition,
+		DispatchFunc:   s.hub.Dispatch,
+		ControlFunc:    s.control,
 		ControlChannel: db.ControlChannel,
 		Logger:         s.log,
-		Control:        s.control,
 	}
 	s.api = &httpapi.Server{
 		Pool:           s.pool,
@@ -163,11 +164,9 @@ func (s *server) control(payload string) {
 }
 
 func (s *server) run(ctx context.Context, ln net.Listener, started func()) error {
-	listenConn, start, err := s.listener.Start(ctx)
-	if err != nil {
+	if err := s.listener.Start(ctx); err != nil {
 		return err
 	}
-	s.hub.SetPosition(start)
 	srv := &http.Server{
 		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -181,7 +180,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(runCtx)
-	g.Go(func() error { return s.listener.Run(gctx, listenConn) })
+	g.Go(func() error { return s.listener.Run(gctx) })
 	g.Go(func() error { s.watchGrantsAndSessions(gctx); return nil })
 	g.Go(func() error { s.prune(gctx); return nil })
 	g.Go(func() error { s.hub.RunStatsPush(gctx, time.Second); return nil })
