@@ -33,7 +33,7 @@ func BenchmarkDecodeEvent(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		ev := EventFromRow(benchRow)
-		_ = ev.Encoded()
+		_ = ev.encoded()
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }

@@ -76,8 +76,8 @@ type wireEvent struct {
 	Timestamp string          `json:"timestamp"`
 }
 
-// Encoded returns the event's JSON frame, built on first use.
-func (e *Event) Encoded() []byte {
+// encoded returns the event's JSON frame, built on first use.
+func (e *Event) encoded() []byte {
 	return e.envelope.get(func() []byte {
 		data := e.Data
 		if len(data) == 0 {
@@ -109,9 +109,9 @@ func (e *Event) frame(wire wireForm, raw bool) []byte {
 	case raw:
 		return e.wsRaw.get(func() []byte { return wsTextFrame(e.Data) })
 	case wire == wireSocketIO:
-		return e.sioEnvelope.get(func() []byte { return socketIOPacket(e.Name, e.Encoded()) })
+		return e.sioEnvelope.get(func() []byte { return socketIOPacket(e.Name, e.encoded()) })
 	default:
-		return e.wsEnvelope.get(func() []byte { return wsTextFrame(e.Encoded()) })
+		return e.wsEnvelope.get(func() []byte { return wsTextFrame(e.encoded()) })
 	}
 }
 
@@ -122,7 +122,7 @@ func (e *Event) frame(wire wireForm, raw bool) []byte {
 func (e *Event) fields() *filter.Fields {
 	e.matchOnce.Do(func() {
 		data := e.Data
-		if e.Name == NotificationEvent {
+		if e.Name == notificationEvent {
 			data = notificationData(e.Data)
 		}
 		e.match = filter.Decode(data)

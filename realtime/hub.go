@@ -276,7 +276,7 @@ func (h *Hub) Dispatch(events []*Event) {
 		clear(subs)
 		clear(clients)
 		h.stats.Delivered.Add(int64(delivered))
-		if delivered > 0 && ev.Name == NotificationEvent {
+		if delivered > 0 && ev.Name == notificationEvent {
 			h.markDelivered(ev)
 		}
 		if h.latency != nil {
@@ -309,8 +309,8 @@ func (h *Hub) ChannelCounts() map[string]int {
 	return out
 }
 
-// ChannelCount returns the number of live subscriptions to one channel.
-func (h *Hub) ChannelCount(channel string) int {
+// channelCount returns the number of live subscriptions to one channel.
+func (h *Hub) channelCount(channel string) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	if idx := h.channels[channel]; idx != nil {

@@ -344,7 +344,7 @@ func TestHubReplayThenLive(t *testing.T) {
 	// The subscription is registered before its replay starts; dispatch
 	// live events as soon as it is, while the replay is held.
 	deadline := time.After(waitTimeout)
-	for b.hub.ChannelCount("order_changes") == 0 {
+	for b.hub.channelCount("order_changes") == 0 {
 		select {
 		case <-ct.pushed:
 		case <-deadline:
@@ -391,8 +391,8 @@ func TestHubGrantReload(t *testing.T) {
 	if got, want := summary(frames(t, ct)), []string{"error order_changes", "unsubscribed order_changes"}; !slices.Equal(got, want) {
 		t.Errorf("after revoke got %q, want %q", got, want)
 	}
-	if n := b.hub.ChannelCount("order_changes"); n != 0 {
-		t.Errorf("ChannelCount after revoke = %d, want 0", n)
+	if n := b.hub.channelCount("order_changes"); n != 0 {
+		t.Errorf("channelCount after revoke = %d, want 0", n)
 	}
 }
 
@@ -427,8 +427,8 @@ func TestHubSubscribeAgainReplacesFilter(t *testing.T) {
 	if got, want := summary(frames(t, ct)), []string{"order:updated 2"}; !slices.Equal(got, want) {
 		t.Errorf("got %q, want only the event the new filter passes: %q", got, want)
 	}
-	if n := b.hub.ChannelCount("order_changes"); n != 1 {
-		t.Errorf("ChannelCount = %d, want 1 (one subscription, never two deliveries)", n)
+	if n := b.hub.channelCount("order_changes"); n != 1 {
+		t.Errorf("channelCount = %d, want 1 (one subscription, never two deliveries)", n)
 	}
 }
 
@@ -449,8 +449,8 @@ func TestHubBadFilterMakesNoSubscription(t *testing.T) {
 		if len(fs) != 1 || fs[0]["type"] != "error" || !strings.Contains(fmt.Sprint(fs[0]["message"]), "filter") {
 			t.Errorf("filter %s: got %v, want one error frame naming the filter", f, fs)
 		}
-		if n := b.hub.ChannelCount("order_changes"); n != 0 {
-			t.Errorf("filter %s: ChannelCount = %d, want 0", f, n)
+		if n := b.hub.channelCount("order_changes"); n != 0 {
+			t.Errorf("filter %s: channelCount = %d, want 0", f, n)
 		}
 	}
 }
@@ -464,7 +464,7 @@ func TestHubNotificationToEveryoneAppliesMatch(t *testing.T) {
 	frame := func(customer int) string {
 		return fmt.Sprintf(`{"type":"notification-received","data":{"id":"1","type":"info","title":"t","message":"m","data":{"customer_id":%d}}}`, customer)
 	}
-	b.hub.Dispatch([]*Event{b.event(db.NotifyEveryoneChannel, NotificationEvent, frame(46))})
+	b.hub.Dispatch([]*Event{b.event(db.NotifyEveryoneChannel, notificationEvent, frame(46))})
 	if got := frames(t, t45); len(got) != 0 {
 		t.Errorf("customer 45 got %v of customer 46's notification", got)
 	}

@@ -77,7 +77,7 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	if existing {
 		// Already a member: pending notifications were claimed then.
 		c.send(dataFrame("channel-joined", map[string]any{
-			"channel": name, "clientCount": c.hub.ChannelCount(channel), "pendingCount": 0,
+			"channel": name, "clientCount": c.hub.channelCount(channel), "pendingCount": 0,
 		}))
 		return
 	}
@@ -89,7 +89,7 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	}
 	c.send(dataFrame("channel-joined", map[string]any{
 		"channel":      name,
-		"clientCount":  c.hub.ChannelCount(channel),
+		"clientCount":  c.hub.channelCount(channel),
 		"pendingCount": len(pending),
 	}))
 	// A claimed notification may also reach this member live (the
@@ -204,7 +204,7 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		Channel:   named,
 		Timestamp: time.Now().UTC().Format(timestampLayout),
 	}
-	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(NotificationEvent, n), c.origin()); err != nil {
+	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(notificationEvent, n), c.origin()); err != nil {
 		c.log.Error("send notification", "channel", channel, "err", err)
 		c.send(errorMessageFrame([]string{"cannot send the notification right now, try again"}))
 		return

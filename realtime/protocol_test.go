@@ -81,11 +81,11 @@ func TestEventEncoding(t *testing.T) {
 		Time:    time.Date(2026, 1, 25, 10, 30, 0, 0, time.FixedZone("x", 3600)),
 	}
 	want := `{"id":"1842","channel":"order_changes","event":"order:updated","data":{"id":123,"total":99.99,"changed_fields":{"status":"processing"}},"timestamp":"2026-01-25T09:30:00.000Z"}`
-	if got := string(ev.Encoded()); got != want {
-		t.Fatalf("Encoded() =\n%s\nwant\n%s", got, want)
+	if got := string(ev.encoded()); got != want {
+		t.Fatalf("encoded() =\n%s\nwant\n%s", got, want)
 	}
-	if &ev.Encoded()[0] != &ev.Encoded()[0] {
-		t.Fatal("Encoded() re-encodes; want one encoding per event")
+	if &ev.encoded()[0] != &ev.encoded()[0] {
+		t.Fatal("encoded() re-encodes; want one encoding per event")
 	}
 }
 

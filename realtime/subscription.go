@@ -8,8 +8,8 @@ import (
 	"github.com/pgpush/pgpush/session"
 )
 
-// NotificationEvent names notification events in the log.
-const NotificationEvent = "notification-received"
+// notificationEvent names notification events in the log.
+const notificationEvent = "notification-received"
 
 // subscription is one socket's interest in one channel. While it replays
 // (pending), live events are buffered so that they follow the replay in
@@ -100,7 +100,7 @@ func (s *subscription) activate() {
 			break
 		}
 		s.client.hub.stats.Delivered.Add(1)
-		if ev.Name == NotificationEvent {
+		if ev.Name == notificationEvent {
 			s.client.hub.markDelivered(ev)
 		}
 	}
