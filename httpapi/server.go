@@ -128,6 +128,7 @@ func (s *Server) Handler() http.Handler {
 	route("/healthz", map[string]http.HandlerFunc{http.MethodGet: s.healthz})
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
+	route("/api/v1/stream", map[string]http.HandlerFunc{http.MethodGet: s.stream})
 	s.socketIO = &socketio.Server{
 		CheckRequest: func(r *http.Request) error {
 			if !s.originAllowed(r) {

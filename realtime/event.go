@@ -48,9 +48,12 @@ type Event struct {
 	sioEnvelope frameCache // envelope as a Socket.IO EVENT packet
 	wsRaw       frameCache // Data (a room or notification frame) as a WebSocket frame
 	sioRaw      frameCache // Data as a Socket.IO packet
+	sseEnvelope frameCache // envelope as a Server-Sent Event
+	sseRaw      frameCache
 	broadcast   frameCache // {"type":TYPE,"data":{row}} (JSON)
 	wsBcast     frameCache
 	sioBcast    frameCache
+	sseBcast    frameCache
 
 	matchOnce sync.Once
 	match     *filter.Fields
@@ -106,6 +109,10 @@ func (e *Event) frame(wire wireForm, raw bool) []byte {
 	switch {
 	case raw && wire == wireSocketIO:
 		return e.sioRaw.get(func() []byte { return toSocketIO(e.Data) })
+	case raw && wire == wireSSE:
+		return e.sseRaw.get(func() []byte { return sseControl(e.Data) })
+	case wire == wireSSE:
+		return e.sseFrame()
 	case raw:
 		return e.wsRaw.get(func() []byte { return wsTextFrame(e.Data) })
 	case wire == wireSocketIO:
@@ -159,8 +166,11 @@ func (e *Event) broadcastFrame(wire wireForm) []byte {
 		}{e.Name, data})
 		return b
 	})
-	if wire == wireSocketIO {
+	switch wire {
+	case wireSocketIO:
 		return e.sioBcast.get(func() []byte { return toSocketIO(msg) })
+	case wireSSE:
+		return e.sseBcast.get(func() []byte { return sseControl(msg) })
 	}
 	return e.wsBcast.get(func() []byte { return wsTextFrame(msg) })
 }

@@ -41,14 +41,19 @@ type wireForm uint8
 const (
 	wireWS       wireForm = iota // WebSocket text frames, each a JSON object
 	wireSocketIO                 // Socket.IO EVENT packets
+	wireSSE                      // Server-Sent Events
 )
 
 // control turns a /ws control frame (JSON) into this wire form.
 func (w wireForm) control(frame []byte) []byte {
-	if w == wireSocketIO {
+	switch w {
+	case wireSocketIO:
 		return toSocketIO(frame)
+	case wireSSE:
+		return sseControl(frame)
+	default:
+		return wsTextFrame(frame)
 	}
-	return wsTextFrame(frame)
 }
 
 // serve runs one socket until it closes: the one lifecycle of every
@@ -75,12 +80,14 @@ func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened stri
 	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
 }
 
-// RunPings sends a WebSocket ping to every /ws socket each ping period,
-// until ctx ends: one sweep for the hub instead of a timer per socket. A
-// peer that stops answering misses its pong deadline and is dropped by its
-// read loop.
+// RunPings sends each socket its transport's keep-alive (a WebSocket ping,
+// an SSE comment line) every period, until ctx ends: one sweep for the hub
+// instead of a timer per socket. A /ws peer that stops answering misses its
+// pong deadline and is dropped by its read loop.
 func (h *Hub) RunPings(ctx context.Context) {
-	ticker := time.NewTicker(h.opts.pingPeriod())
+	// Every transport's keep-alive fits in one sweep: WebSocket pings
+	// well within PongWait, SSE comments every 15 s.
+	ticker := time.NewTicker(min(h.opts.pingPeriod(), sseKeepAlive))
 	defer ticker.Stop()
 	var clients []*Client
 	for {

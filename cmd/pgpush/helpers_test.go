@@ -95,7 +95,10 @@ func (s *testServer) stop(t *testing.T) {
 	s.cancel()
 	select {
 	case err, ok := <-s.done:
-		if ok && err != nil {
+		if !ok {
+			return // stopped before
+		}
+		if err != nil {
 			t.Errorf("serve returned %v", err)
 		}
 		close(s.done)
