@@ -25,7 +25,7 @@ const (
 // equal exactly when their kinds and keys are, so a value can be a map key.
 // The key is "true" or "false" for a bool, the canonical number (see
 // canonNumber), the decoded text of a string, and canonical JSON for an
-// object or array (members sorted by name, no white space, numbers
+// object or array (members in compareNames order, no white space, numbers
 // canonical), which makes deep equality a string comparison. The zero value
 // is null.
 type value struct {

@@ -164,7 +164,10 @@ func And(filters ...*Filter) *Filter {
 // the meaning realtime's matchesAttr gave it: the field must be present and
 // equal the attribute as a string, or as a number when the attribute reads
 // as one ("45" matches 45, 45.0 and "45"), or as a bool when it is "true" or
-// "false". An empty match gives nil, which matches everything.
+// "false". Where matchesAttr compared as float64 (an attribute or field in
+// exponent form, an attribute over 64 characters), MatchAttrs is exact, and
+// an attribute reads as a number there only if it is a JSON number. An
+// empty match gives nil, which matches everything.
 func MatchAttrs(match map[string]string) *Filter {
 	if len(match) == 0 {
 		return nil
@@ -252,18 +255,28 @@ func (c *compiler) filter(raw json.RawMessage, level int, path string) (node, er
 			if json.Unmarshal(v, &elems) != nil || len(elems) == 0 {
 				return fail("%q needs a non-empty array of filters", name)
 			}
-			n := node{op: opOr}
-			if name == "and" {
-				n.op = opAnd
+			// An empty filter ({}) holds for every event: it leaves an
+			// and unchanged and makes an or always hold. Dropping it
+			// keeps Match's work within the counted conditions, however
+			// many {} a client sends.
+			n, always := node{op: opAnd}, false
+			if name == "or" {
+				n.op = opOr
 			}
 			for i, e := range elems {
 				kid, err := c.filter(e, level+1, fmt.Sprintf("%s%s[%d]", prefix(path), name, i))
 				if err != nil {
 					return node{}, err
 				}
+				if len(kid.kids) == 0 {
+					always = always || name == "or"
+					continue
+				}
 				n.kids = append(n.kids, kid)
 			}
-			and.kids = append(and.kids, n)
+			if !always && len(n.kids) > 0 {
+				and.kids = append(and.kids, n)
+			}
 		case "not":
 			if err := c.count(); err != nil {
 				return node{}, err

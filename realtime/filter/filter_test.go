@@ -221,6 +221,29 @@ func TestCompileEverythingIsNil(t *testing.T) {
 	}
 }
 
+// TestCompileDropsEmptyFilters: {} inside or and and is dropped at
+// compile time, so that a filter of 20,000 {} costs Match nothing.
+func TestCompileDropsEmptyFilters(t *testing.T) {
+	t.Parallel()
+	many := strings.TrimSuffix(strings.Repeat(`{},`, 20000), ",")
+	tests := []struct {
+		filter string
+		want   string
+	}{
+		{`{"and":[` + many + `]}`, `true`},
+		{`{"or":[` + many + `]}`, `true`},
+		{`{"or":[{"a":1},{}]}`, `true`},
+		{`{"a":1,"or":[{"b":1},{}],"and":[{},{"c":1},{}]}`, `and("a" = 1, and(and("c" = 1)))`},
+		{`{"not":{"or":[{}]}}`, `and(not(and()))`},
+		{`{"or":[{"a":1},{"and":[{}]}]}`, `true`},
+	}
+	for _, tt := range tests {
+		if got := mustCompile(t, tt.filter).String(); got != tt.want {
+			t.Errorf("Compile(%.60s) = %s, want %s", tt.filter, got, tt.want)
+		}
+	}
+}
+
 func TestCompileErrors(t *testing.T) {
 	t.Parallel()
 	nested := func(levels int) string { // levels filter objects, one inside the other

@@ -210,17 +210,17 @@ func cmpInt(a, b int64) int {
 }
 
 // attrNumber returns the canonical key of a grant attribute that reads as
-// a number, as today's matchesAttr reads it: a JSON number, or what
+// a number, as realtime's matchesAttr read it: a JSON number, or what
 // big.Rat accepts without an exponent ("+45", "045", ".5", "0x2d").
-// Exponent forms that are not JSON ("+1e5") stay strings: matchesAttr
-// compared those as float64, which no key can express.
+// Exponent forms that are not JSON ("+1e5", "0x1p4") stay strings:
+// matchesAttr compared the former as float64, which no key can express.
 func attrNumber(attr string) (string, bool) {
 	if isJSONNumber(attr) {
 		return canonNumber(attr, false)
 	}
-	// Like matchesAttr: big.Rat only on short literals with no exponent,
-	// so its cost is bounded.
-	if len(attr) > 64 || strings.ContainsAny(attr, "eE/") {
+	// big.Rat only on short literals with no exponent, decimal or binary
+	// ("0x1p99999999999" would take gigabytes), so its cost is bounded.
+	if len(attr) > 64 || strings.ContainsAny(attr, "eEpP/") {
 		return "", false
 	}
 	r, ok := new(big.Rat).SetString(attr)
