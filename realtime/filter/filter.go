@@ -80,6 +80,9 @@ type node struct {
 	num   decimal            // val taken apart, when it is a number
 	vals  []value            // in: distinct values
 	set   map[value]struct{} // in: the same, when too many to search
+	// maxKey is the longest key in set: a longer field value is in no
+	// set, and is not hashed (a 1 MB text field, once per subscriber).
+	maxKey int
 	kids  []node
 }
 
@@ -112,7 +115,10 @@ func (n *node) match(f *Fields) bool {
 	case opIn:
 		v := f.get(n.field)
 		if n.set != nil {
-			_, ok := n.set[v]
+			ok := len(v.key) <= n.maxKey
+			if ok {
+				_, ok = n.set[v]
+			}
 			return ok != n.neg
 		}
 		return slices.Contains(n.vals, v) != n.neg
@@ -410,6 +416,9 @@ func newIn(field string, vals []value, neg bool) node {
 	}
 	if len(n.vals) > maxScanValues {
 		n.set = seen
+		for _, v := range n.vals {
+			n.maxKey = max(n.maxKey, len(v.key))
+		}
 	}
 	return n
 }

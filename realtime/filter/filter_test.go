@@ -199,6 +199,11 @@ func TestMatchLongInList(t *testing.T) {
 			{`{"missing":{"in":[` + list + `]}}`, true},
 			{`{"customer_id":{"nin":[` + list + `]}}`, true},
 			{`{"customer_id":{"nin":[4.5e1,` + list + `]}}`, false},
+			// Longer than every value: not even looked up.
+			{`{"order_number":{"in":[` + list + `]}}`, false},
+			{`{"order_number":{"nin":[` + list + `]}}`, true},
+			// As long as the longest value.
+			{`{"order_number":{"in":[` + list + `,"ORD-1234567890"]}}`, true},
 		}
 		for _, tt := range tests {
 			if got := mustCompile(t, tt.filter).Match(fields); got != tt.want {
