@@ -48,6 +48,10 @@ type Fields struct {
 type field struct {
 	name string
 	v    value
+	// num is v taken apart when it is a number, once per event rather
+	// than once per subscriber that orders against it: a jsonb number may
+	// have 147,000 digits.
+	num decimal
 }
 
 // Decode reads the top-level fields of data, a JSON object. It never
@@ -99,10 +103,18 @@ func lastOfEach(fs []field) []field {
 	return out
 }
 
-// get returns the named field, null when absent. A nil Fields has none.
+// get returns the named field's value, null when absent.
 func (f *Fields) get(name string) value {
+	if fl := f.find(name); fl != nil {
+		return fl.v
+	}
+	return value{}
+}
+
+// find returns the named field, nil when absent. A nil Fields has none.
+func (f *Fields) find(name string) *field {
 	if f == nil {
-		return value{}
+		return nil
 	}
 	lo, hi := 0, len(f.sorted)
 	for lo < hi {
@@ -114,9 +126,9 @@ func (f *Fields) get(name string) value {
 		}
 	}
 	if lo < len(f.sorted) && f.sorted[lo].name == name {
-		return f.sorted[lo].v
+		return &f.sorted[lo]
 	}
-	return value{}
+	return nil
 }
 
 // scanner reads JSON from s. It validates as it goes; every method reports
@@ -158,7 +170,11 @@ func (p *scanner) object() ([]field, bool) {
 			if !ok {
 				return nil, false
 			}
-			fs = append(fs, field{name, v})
+			fl := field{name: name, v: v}
+			if v.kind == kindNumber {
+				fl.num = parseCanon(v.key)
+			}
+			fs = append(fs, fl)
 			p.space()
 			if p.eat('}') {
 				break

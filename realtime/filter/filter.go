@@ -83,7 +83,7 @@ type node struct {
 	// maxKey is the longest key in set: a longer field value is in no
 	// set, and is not hashed (a 1 MB text field, once per subscriber).
 	maxKey int
-	kids  []node
+	kids   []node
 }
 
 // Match reports whether an event with fields f passes the filter. It
@@ -126,15 +126,15 @@ func (n *node) match(f *Fields) bool {
 		v := f.get(n.field)
 		return v.kind == kindString && strings.HasPrefix(v.key, n.val.key)
 	}
-	v := f.get(n.field)
-	if v.kind != n.val.kind {
-		return false // a number never orders against a string
+	fl := f.find(n.field)
+	if fl == nil || fl.v.kind != n.val.kind {
+		return false // a number never orders against a string, nor null against either
 	}
 	var c int
-	if v.kind == kindNumber {
-		c = compareDecimal(parseCanon(v.key), n.num)
+	if fl.v.kind == kindNumber {
+		c = compareDecimal(fl.num, n.num)
 	} else {
-		c = strings.Compare(v.key, n.val.key) // UTF-8 byte order is code point order
+		c = strings.Compare(fl.v.key, n.val.key) // UTF-8 byte order is code point order
 	}
 	switch n.op {
 	case opLt:

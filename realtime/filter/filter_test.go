@@ -213,6 +213,30 @@ func TestMatchLongInList(t *testing.T) {
 	}
 }
 
+// TestMatchLongNumber: a number as long as jsonb allows compares exactly.
+func TestMatchLongNumber(t *testing.T) {
+	t.Parallel()
+	digits := strings.Repeat("123456789", 15000) // 135,000 digits
+	fields := Decode([]byte(`{"n":` + digits + `.5,"m":-` + digits + `}`))
+	tests := []struct {
+		filter string
+		want   bool
+	}{
+		{`{"n":{"gt":1.2e134999}}`, true},
+		{`{"n":{"gt":1.3e134999}}`, false},
+		{`{"n":{"lt":1.23456789123456789e134999}}`, false}, // a prefix of n's digits
+		{`{"n":{"gt":1.23456789123456789e134999}}`, true},
+		{`{"m":{"lt":-1.23456789123456789e134999}}`, true},
+		{`{"n":{"lt":1e135000}}`, true},
+		{`{"m":{"gt":-1e135000}}`, true},
+	}
+	for _, tt := range tests {
+		if got := mustCompile(t, tt.filter).Match(fields); got != tt.want {
+			t.Errorf("Compile(%s).Match(135,000 digits) = %t, want %t", tt.filter, got, tt.want)
+		}
+	}
+}
+
 func TestCompileEverythingIsNil(t *testing.T) {
 	t.Parallel()
 	for _, filter := range []string{``, ` `, `null`, ` null `, `{}`, ` { } `} {
