@@ -17,10 +17,11 @@
 //   - Objects and arrays in eq, ne, in and nin compare deeply: key order and
 //     white space do not matter. A field's object form is always an operator
 //     object, so comparing with an object needs {"eq": {...}}.
-//   - Exponents are never expanded. A filter number whose decimal exponent
-//     is beyond ±10^18 (1e1000000000000000000000) is refused; in event data
-//     such a number is greater (or smaller) than every filter number and
-//     equal to none.
+//   - Exponents are never expanded, so 1e999999999 costs 11 bytes. A
+//     filter number whose decimal exponent is beyond ±10^18 is refused; in
+//     event data such a number keeps its sign and lies beyond every filter
+//     number (1e1000000000000000000 above all of them, 1e-1000000000000000000
+//     between 0 and the smallest), equal to none.
 //   - "or", "and" and "not" are reserved names at every filter level: a
 //     data field of that name cannot be filtered on. or and and need a
 //     non-empty array of filter objects.
@@ -29,6 +30,8 @@
 //     filter object inside or, and or not is one level deeper. Operator
 //     objects and the values compared are not levels.
 //   - When a JSON object repeats a name the last one wins, as in JSON.parse.
+//   - Filters address the top-level fields of an event's data only.
+//     Filters larger than 64 KiB are refused.
 package filter
 
 import (
