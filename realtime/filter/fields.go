@@ -25,7 +25,7 @@ const (
 // equal exactly when their kinds and keys are, so a value can be a map key.
 // The key is "true" or "false" for a bool, the canonical number (see
 // canonNumber), the decoded text of a string, and canonical JSON for an
-// object or array (members sorted by name, no white space, numbers
+// object or array (members in compareNames order, no white space, numbers
 // canonical), which makes deep equality a string comparison. The zero value
 // is null.
 type value struct {
@@ -48,6 +48,10 @@ type Fields struct {
 type field struct {
 	name string
 	v    value
+	// num is v taken apart when it is a number, once per event rather
+	// than once per subscriber that orders against it: a jsonb number may
+	// have 147,000 digits.
+	num decimal
 }
 
 // Decode reads the top-level fields of data, a JSON object. It never
@@ -99,10 +103,18 @@ func lastOfEach(fs []field) []field {
 	return out
 }
 
-// get returns the named field, null when absent. A nil Fields has none.
+// get returns the named field's value, null when absent.
 func (f *Fields) get(name string) value {
+	if fl := f.find(name); fl != nil {
+		return fl.v
+	}
+	return value{}
+}
+
+// find returns the named field, nil when absent. A nil Fields has none.
+func (f *Fields) find(name string) *field {
 	if f == nil {
-		return value{}
+		return nil
 	}
 	lo, hi := 0, len(f.sorted)
 	for lo < hi {
@@ -114,9 +126,9 @@ func (f *Fields) get(name string) value {
 		}
 	}
 	if lo < len(f.sorted) && f.sorted[lo].name == name {
-		return f.sorted[lo].v
+		return &f.sorted[lo]
 	}
-	return value{}
+	return nil
 }
 
 // scanner reads JSON from s. It validates as it goes; every method reports
@@ -129,6 +141,9 @@ type scanner struct {
 	// outOfRange so the caller can say why.
 	clamp      bool
 	outOfRange bool
+	// unordered is set when an object's names are out of order: see
+	// container.
+	unordered bool
 }
 
 // object reads a whole top-level object and nothing after it.
@@ -155,7 +170,11 @@ func (p *scanner) object() ([]field, bool) {
 			if !ok {
 				return nil, false
 			}
-			fs = append(fs, field{name, v})
+			fl := field{name: name, v: v}
+			if v.kind == kindNumber {
+				fl.num = parseCanon(v.key)
+			}
+			fs = append(fs, fl)
 			p.space()
 			if p.eat('}') {
 				break
@@ -187,7 +206,7 @@ func (p *scanner) value(depth int) (value, bool) {
 		if c == '[' {
 			k = kindArray
 		}
-		b, ok := p.canon(make([]byte, 0, 64), depth)
+		b, ok := p.container(depth)
 		return value{k, string(b)}, ok
 	case p.literal("true"):
 		return value{kindBool, "true"}, true
@@ -199,10 +218,33 @@ func (p *scanner) value(depth int) (value, bool) {
 	return value{}, false
 }
 
+// container writes the canonical JSON of the object or array at p.i.
+//
+// Data read from jsonb has every object in compareNames order with unique
+// names already, so the first try writes everything as it comes, in one
+// pass. An object out of order stops it, and the value is written again
+// with each object's members gathered and sorted before any is written.
+// (Sorting each object's output when it ends would copy everything inside
+// it once per enclosing object: seconds for a 1 MB row nested deeply.)
+func (p *scanner) container(depth int) ([]byte, bool) {
+	start := p.i
+	b, ok := p.canon(make([]byte, 0, 64), depth, nil)
+	if !p.unordered {
+		return b, ok
+	}
+	p.unordered, p.i = false, start
+	ends, ok := matchBrackets(p.s, start)
+	if !ok {
+		return nil, false
+	}
+	return p.canon(b[:0], depth, ends)
+}
+
 // canon appends the canonical JSON of the value at p.i to dst. depth is
 // the number of objects and arrays the value would be inside of, counting
-// itself, as encoding/json counts.
-func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
+// itself, as encoding/json counts. Without ends, objects must come in
+// order (see container); with it, they are sorted.
+func (p *scanner) canon(dst []byte, depth int, ends *brackets) ([]byte, bool) {
 	if p.i >= len(p.s) {
 		return dst, false
 	}
@@ -211,7 +253,10 @@ func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
 		if depth > maxDepth {
 			return dst, false
 		}
-		return p.canonObject(dst, depth)
+		if ends == nil {
+			return p.objectInOrder(dst, depth)
+		}
+		return p.objectSorted(dst, depth, ends)
 	case '[':
 		if depth > maxDepth {
 			return dst, false
@@ -225,7 +270,7 @@ func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
 		for {
 			p.space()
 			var ok bool
-			if dst, ok = p.canon(dst, depth+1); !ok {
+			if dst, ok = p.canon(dst, depth+1, ends); !ok {
 				return dst, false
 			}
 			p.space()
@@ -251,17 +296,58 @@ func (p *scanner) canon(dst []byte, depth int) ([]byte, bool) {
 	return append(dst, v.key...), true
 }
 
-// canonObject writes an object's members sorted by compareNames, the last
-// of repeated names only, so that key order and repeats do not matter.
-func (p *scanner) canonObject(dst []byte, depth int) ([]byte, bool) {
+// objectInOrder writes an object whose names are in compareNames order and
+// unique, as they come. Any other object sets p.unordered and fails.
+func (p *scanner) objectInOrder(dst []byte, depth int) ([]byte, bool) {
 	p.i++ // {
+	dst = append(dst, '{')
+	p.space()
+	if p.eat('}') {
+		return append(dst, '}'), true
+	}
+	for prev, first := "", true; ; first = false {
+		p.space()
+		name, ok := p.str()
+		p.space()
+		if !ok || !p.eat(':') {
+			return dst, false
+		}
+		if !first {
+			if compareNames(prev, name) >= 0 {
+				p.unordered = true
+				return dst, false
+			}
+			dst = append(dst, ',')
+		}
+		prev = name
+		dst = appendQuoted(dst, name)
+		dst = append(dst, ':')
+		p.space()
+		if dst, ok = p.canon(dst, depth+1, nil); !ok {
+			return dst, false
+		}
+		p.space()
+		if p.eat('}') {
+			return append(dst, '}'), true
+		}
+		if !p.eat(',') {
+			return dst, false
+		}
+	}
+}
+
+// objectSorted writes an object's members in compareNames order, only the
+// last of repeated names, so that key order and repeats do not matter. It
+// reads the names first, jumping over values with ends, then writes each
+// value once, in order.
+func (p *scanner) objectSorted(dst []byte, depth int, ends *brackets) ([]byte, bool) {
 	type member struct {
-		name       string
-		start, end int // its canonical value, in dst past mark
+		name string
+		at   int // where its value starts in s
 	}
 	var small [8]member
 	ms := small[:0]
-	start, mark := p.i, len(dst)
+	p.i++ // {
 	p.space()
 	if !p.eat('}') {
 		for {
@@ -272,11 +358,10 @@ func (p *scanner) canonObject(dst []byte, depth int) ([]byte, bool) {
 				return dst, false
 			}
 			p.space()
-			start := len(dst)
-			if dst, ok = p.canon(dst, depth+1); !ok {
+			ms = append(ms, member{name, p.i})
+			if !p.skip(ends) {
 				return dst, false
 			}
-			ms = append(ms, member{name, start, len(dst)})
 			p.space()
 			if p.eat('}') {
 				break
@@ -286,25 +371,93 @@ func (p *scanner) canonObject(dst []byte, depth int) ([]byte, bool) {
 			}
 		}
 	}
-	byName := func(a, b member) int { return compareNames(a.name, b.name) }
-	if !slices.IsSortedFunc(ms, byName) {
-		slices.SortStableFunc(ms, byName)
-	}
-	out := make([]byte, 1, len(dst)-mark+p.i-start) // about the size it will be
-	out[0] = '{'
-
+	after := p.i
+	slices.SortStableFunc(ms, func(a, b member) int { return compareNames(a.name, b.name) })
+	dst = append(dst, '{')
+	first := true
 	for i, m := range ms {
+		p.i = m.at
+		var ok bool
 		if i+1 < len(ms) && ms[i+1].name == m.name {
-			continue // a later member of that name wins
+			// A later member of that name wins, but this one must be
+			// valid too.
+			if _, ok = p.canon(nil, depth+1, ends); !ok {
+				return dst, false
+			}
+			continue
 		}
-		if len(out) > 1 {
-			out = append(out, ',')
+		if !first {
+			dst = append(dst, ',')
 		}
-		out = appendQuoted(out, m.name)
-		out = append(out, ':')
-		out = append(out, dst[m.start:m.end]...)
+		first = false
+		dst = appendQuoted(dst, m.name)
+		dst = append(dst, ':')
+		if dst, ok = p.canon(dst, depth+1, ends); !ok {
+			return dst, false
+		}
 	}
-	return append(append(dst[:mark], out...), '}'), true
+	p.i = after
+	return append(dst, '}'), true
+}
+
+// skip moves past the value at p.i: a container by its matching bracket,
+// a scalar by reading it.
+func (p *scanner) skip(ends *brackets) bool {
+	if p.i < len(p.s) && (p.s[p.i] == '{' || p.s[p.i] == '[') {
+		end := ends.end(p.i)
+		p.i = end + 1
+		return end >= 0
+	}
+	_, ok := p.value(0) // not a container, so depth does not matter
+	return ok
+}
+
+// brackets maps where each object or array of a value starts to where it
+// ends, found in one pass so that reading an object's names can jump over
+// its values.
+type brackets struct {
+	starts, ends []int // starts ascending
+}
+
+// matchBrackets pairs the brackets of the container at s[start]. It
+// checks only what pairing needs: validity is checked while writing.
+func matchBrackets(s string, start int) (*brackets, bool) {
+	b := &brackets{}
+	var open []int // indexes into starts of containers not yet closed
+	for i := start; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '"':
+			for i++; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			if len(open) >= maxDepth {
+				return nil, false
+			}
+			open = append(open, len(b.starts))
+			b.starts = append(b.starts, i)
+			b.ends = append(b.ends, -1)
+		case '}', ']':
+			if len(open) == 0 || s[b.starts[open[len(open)-1]]] != c-2 { // '{'+2 == '}', '['+2 == ']'
+				return nil, false
+			}
+			b.ends[open[len(open)-1]] = i
+			if open = open[:len(open)-1]; len(open) == 0 {
+				return b, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// end returns where the container starting at pos ends, -1 if none does.
+func (b *brackets) end(pos int) int {
+	if i, ok := slices.BinarySearch(b.starts, pos); ok {
+		return b.ends[i]
+	}
+	return -1
 }
 
 // str reads a string. Without escapes and with valid UTF-8 it is a

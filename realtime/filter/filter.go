@@ -17,10 +17,11 @@
 //   - Objects and arrays in eq, ne, in and nin compare deeply: key order and
 //     white space do not matter. A field's object form is always an operator
 //     object, so comparing with an object needs {"eq": {...}}.
-//   - Exponents are never expanded. A filter number whose decimal exponent
-//     is beyond ±10^18 (1e1000000000000000000000) is refused; in event data
-//     such a number is greater (or smaller) than every filter number and
-//     equal to none.
+//   - Exponents are never expanded, so 1e999999999 costs 11 bytes. A
+//     filter number whose decimal exponent is beyond ±10^18 is refused; in
+//     event data such a number keeps its sign and lies beyond every filter
+//     number (1e1000000000000000000 above all of them, 1e-1000000000000000000
+//     between 0 and the smallest), equal to none.
 //   - "or", "and" and "not" are reserved names at every filter level: a
 //     data field of that name cannot be filtered on. or and and need a
 //     non-empty array of filter objects.
@@ -29,6 +30,8 @@
 //     filter object inside or, and or not is one level deeper. Operator
 //     objects and the values compared are not levels.
 //   - When a JSON object repeats a name the last one wins, as in JSON.parse.
+//   - Filters address the top-level fields of an event's data only.
+//     Filters larger than 64 KiB are refused.
 package filter
 
 import (
@@ -80,7 +83,10 @@ type node struct {
 	num   decimal            // val taken apart, when it is a number
 	vals  []value            // in: distinct values
 	set   map[value]struct{} // in: the same, when too many to search
-	kids  []node
+	// maxKey is the longest key in set: a longer field value is in no
+	// set, and is not hashed (a 1 MB text field, once per subscriber).
+	maxKey int
+	kids   []node
 }
 
 // Match reports whether an event with fields f passes the filter. It
@@ -112,7 +118,10 @@ func (n *node) match(f *Fields) bool {
 	case opIn:
 		v := f.get(n.field)
 		if n.set != nil {
-			_, ok := n.set[v]
+			ok := len(v.key) <= n.maxKey
+			if ok {
+				_, ok = n.set[v]
+			}
 			return ok != n.neg
 		}
 		return slices.Contains(n.vals, v) != n.neg
@@ -120,15 +129,15 @@ func (n *node) match(f *Fields) bool {
 		v := f.get(n.field)
 		return v.kind == kindString && strings.HasPrefix(v.key, n.val.key)
 	}
-	v := f.get(n.field)
-	if v.kind != n.val.kind {
-		return false // a number never orders against a string
+	fl := f.find(n.field)
+	if fl == nil || fl.v.kind != n.val.kind {
+		return false // a number never orders against a string, nor null against either
 	}
 	var c int
-	if v.kind == kindNumber {
-		c = compareDecimal(parseCanon(v.key), n.num)
+	if fl.v.kind == kindNumber {
+		c = compareDecimal(fl.num, n.num)
 	} else {
-		c = strings.Compare(v.key, n.val.key) // UTF-8 byte order is code point order
+		c = strings.Compare(fl.v.key, n.val.key) // UTF-8 byte order is code point order
 	}
 	switch n.op {
 	case opLt:
@@ -164,7 +173,10 @@ func And(filters ...*Filter) *Filter {
 // the meaning realtime's matchesAttr gave it: the field must be present and
 // equal the attribute as a string, or as a number when the attribute reads
 // as one ("45" matches 45, 45.0 and "45"), or as a bool when it is "true" or
-// "false". An empty match gives nil, which matches everything.
+// "false". Where matchesAttr compared as float64 (an attribute or field in
+// exponent form, an attribute over 64 characters), MatchAttrs is exact, and
+// an attribute reads as a number there only if it is a JSON number. An
+// empty match gives nil, which matches everything.
 func MatchAttrs(match map[string]string) *Filter {
 	if len(match) == 0 {
 		return nil
@@ -252,18 +264,28 @@ func (c *compiler) filter(raw json.RawMessage, level int, path string) (node, er
 			if json.Unmarshal(v, &elems) != nil || len(elems) == 0 {
 				return fail("%q needs a non-empty array of filters", name)
 			}
-			n := node{op: opOr}
-			if name == "and" {
-				n.op = opAnd
+			// An empty filter ({}) holds for every event: it leaves an
+			// and unchanged and makes an or always hold. Dropping it
+			// keeps Match's work within the counted conditions, however
+			// many {} a client sends.
+			n, always := node{op: opAnd}, false
+			if name == "or" {
+				n.op = opOr
 			}
 			for i, e := range elems {
 				kid, err := c.filter(e, level+1, fmt.Sprintf("%s%s[%d]", prefix(path), name, i))
 				if err != nil {
 					return node{}, err
 				}
+				if len(kid.kids) == 0 {
+					always = always || name == "or"
+					continue
+				}
 				n.kids = append(n.kids, kid)
 			}
-			and.kids = append(and.kids, n)
+			if !always && len(n.kids) > 0 {
+				and.kids = append(and.kids, n)
+			}
 		case "not":
 			if err := c.count(); err != nil {
 				return node{}, err
@@ -397,6 +419,9 @@ func newIn(field string, vals []value, neg bool) node {
 	}
 	if len(n.vals) > maxScanValues {
 		n.set = seen
+		for _, v := range n.vals {
+			n.maxKey = max(n.maxKey, len(v.key))
+		}
 	}
 	return n
 }

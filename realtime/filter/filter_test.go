@@ -199,11 +199,40 @@ func TestMatchLongInList(t *testing.T) {
 			{`{"missing":{"in":[` + list + `]}}`, true},
 			{`{"customer_id":{"nin":[` + list + `]}}`, true},
 			{`{"customer_id":{"nin":[4.5e1,` + list + `]}}`, false},
+			// Longer than every value: not even looked up.
+			{`{"order_number":{"in":[` + list + `]}}`, false},
+			{`{"order_number":{"nin":[` + list + `]}}`, true},
+			// As long as the longest value.
+			{`{"order_number":{"in":[` + list + `,"ORD-1234567890"]}}`, true},
 		}
 		for _, tt := range tests {
 			if got := mustCompile(t, tt.filter).Match(fields); got != tt.want {
 				t.Errorf("%d values: Compile(%.80s...).Match(order) = %t, want %t", n, tt.filter, got, tt.want)
 			}
+		}
+	}
+}
+
+// TestMatchLongNumber: a number as long as jsonb allows compares exactly.
+func TestMatchLongNumber(t *testing.T) {
+	t.Parallel()
+	digits := strings.Repeat("123456789", 15000) // 135,000 digits
+	fields := Decode([]byte(`{"n":` + digits + `.5,"m":-` + digits + `}`))
+	tests := []struct {
+		filter string
+		want   bool
+	}{
+		{`{"n":{"gt":1.2e134999}}`, true},
+		{`{"n":{"gt":1.3e134999}}`, false},
+		{`{"n":{"lt":1.23456789123456789e134999}}`, false}, // a prefix of n's digits
+		{`{"n":{"gt":1.23456789123456789e134999}}`, true},
+		{`{"m":{"lt":-1.23456789123456789e134999}}`, true},
+		{`{"n":{"lt":1e135000}}`, true},
+		{`{"m":{"gt":-1e135000}}`, true},
+	}
+	for _, tt := range tests {
+		if got := mustCompile(t, tt.filter).Match(fields); got != tt.want {
+			t.Errorf("Compile(%s).Match(135,000 digits) = %t, want %t", tt.filter, got, tt.want)
 		}
 	}
 }
@@ -218,6 +247,29 @@ func TestCompileEverythingIsNil(t *testing.T) {
 	var f *Filter
 	if !f.Match(nil) || !f.Match(Decode([]byte(order))) {
 		t.Error("nil Filter does not match everything")
+	}
+}
+
+// TestCompileDropsEmptyFilters: {} inside or and and is dropped at
+// compile time, so that a filter of 20,000 {} costs Match nothing.
+func TestCompileDropsEmptyFilters(t *testing.T) {
+	t.Parallel()
+	many := strings.TrimSuffix(strings.Repeat(`{},`, 20000), ",")
+	tests := []struct {
+		filter string
+		want   string
+	}{
+		{`{"and":[` + many + `]}`, `true`},
+		{`{"or":[` + many + `]}`, `true`},
+		{`{"or":[{"a":1},{}]}`, `true`},
+		{`{"a":1,"or":[{"b":1},{}],"and":[{},{"c":1},{}]}`, `and("a" = 1, and(and("c" = 1)))`},
+		{`{"not":{"or":[{}]}}`, `and(not(and()))`},
+		{`{"or":[{"a":1},{"and":[{}]}]}`, `true`},
+	}
+	for _, tt := range tests {
+		if got := mustCompile(t, tt.filter).String(); got != tt.want {
+			t.Errorf("Compile(%.60s) = %s, want %s", tt.filter, got, tt.want)
+		}
 	}
 }
 

@@ -1,12 +1,14 @@
 package filter
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var fuzzFilters = []string{
@@ -152,4 +154,32 @@ func affordable(data []byte) bool {
 			}
 		}
 	}
+}
+
+// FuzzMatchAttrs: a grant's --match means what matchesAttr made it mean,
+// outside the corners where MatchAttrs is exact and matchesAttr rounded
+// (exponents and literals over 64 characters, compared as float64) and
+// invalid UTF-8 (which decoding turns into U+FFFD).
+func FuzzMatchAttrs(f *testing.F) {
+	for _, tt := range [][2]string{
+		{`45`, "45"}, {`45.0`, "45"}, {`"45"`, "45"}, {`true`, "true"}, {`"true"`, "true"},
+		{`null`, ""}, {`0.5`, ".5"}, {`45`, "0x2d"}, {`45`, "+45"}, {`{"a":1}`, "1"}, {`"a\u0062"`, "ab"},
+	} {
+		f.Add([]byte(tt[0]), tt[1])
+	}
+	f.Fuzz(func(t *testing.T, field []byte, attr string) {
+		// A field's raw JSON, as matchesAttr got it, has no white space
+		// around it.
+		field = bytes.TrimSpace(field)
+		if !json.Valid(field) {
+			return
+		}
+		got := MatchAttrs(map[string]string{"x": attr}).Match(Decode([]byte(`{"x":` + string(field) + `}`)))
+		if strings.ContainsAny(string(field)+attr, "eEpP") || len(field) > 64 || len(attr) > 64 || !utf8.ValidString(attr) || !utf8.Valid(field) {
+			return
+		}
+		if want := matchesAttr(field, attr); got != want {
+			t.Fatalf("MatchAttrs(x=%q).Match({\"x\":%s}) = %t, matchesAttr says %t", attr, field, got, want)
+		}
+	})
 }

@@ -3,6 +3,7 @@ package filter
 import (
 	"slices"
 	"strconv"
+	"sync"
 	"testing"
 )
 
@@ -123,4 +124,27 @@ func TestIndexChoice(t *testing.T) {
 			t.Errorf("Add(%s) indexed by %q (indexed %t), want %q", tt.filter, p.field, p.indexed, tt.field)
 		}
 	}
+}
+
+// TestIndexConcurrentCandidates: Candidates only reads, so a hub may call it
+// from several goroutines under a read lock (go test -race checks it).
+func TestIndexConcurrentCandidates(t *testing.T) {
+	t.Parallel()
+	var ix Index[int]
+	for i := range 100 {
+		ix.Add(i, MatchAttrs(map[string]string{"customer_id": strconv.Itoa(i % 10)}))
+	}
+	ix.Add(100, nil)
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 100 {
+				data := `{"customer_id":` + strconv.Itoa((g+i)%10) + `}`
+				if got := len(candidates(&ix, data)); got != 11 {
+					t.Errorf("Candidates(%s) gives %d subscriptions, want 11", data, got)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -173,10 +173,7 @@ func (x decimal) digit(i int) byte {
 	if i < len(x.d1) {
 		return x.d1[i]
 	}
-	if i -= len(x.d1); i < len(x.d2) {
-		return x.d2[i]
-	}
-	return '0' // canonical digits have no trailing zeros to compare
+	return x.d2[i-len(x.d1)]
 }
 
 // compareDecimal returns -1, 0 or 1 as a is less than, equal to or greater
@@ -190,11 +187,17 @@ func compareDecimal(a, b decimal) int {
 	}
 	c := cmpInt(a.e, b.e)
 	if c == 0 {
-		for i := range max(len(a.d1)+len(a.d2), len(b.d1)+len(b.d2)) {
+		na, nb := len(a.d1)+len(a.d2), len(b.d1)+len(b.d2)
+		for i := range min(na, nb) {
 			if c = cmpInt(int64(a.digit(i)), int64(b.digit(i))); c != 0 {
-				break
+				return c * a.sign
 			}
 		}
+		// Equal so far: canonical digits end in a non-zero digit, so the
+		// one with more digits is larger. Stopping here also bounds the
+		// work by the shorter number, the filter's, however long the
+		// event's is.
+		c = cmpInt(int64(na), int64(nb))
 	}
 	return c * a.sign
 }
@@ -210,17 +213,17 @@ func cmpInt(a, b int64) int {
 }
 
 // attrNumber returns the canonical key of a grant attribute that reads as
-// a number, as today's matchesAttr reads it: a JSON number, or what
+// a number, as realtime's matchesAttr read it: a JSON number, or what
 // big.Rat accepts without an exponent ("+45", "045", ".5", "0x2d").
-// Exponent forms that are not JSON ("+1e5") stay strings: matchesAttr
-// compared those as float64, which no key can express.
+// Exponent forms that are not JSON ("+1e5", "0x1p4") stay strings:
+// matchesAttr compared the former as float64, which no key can express.
 func attrNumber(attr string) (string, bool) {
 	if isJSONNumber(attr) {
 		return canonNumber(attr, false)
 	}
-	// Like matchesAttr: big.Rat only on short literals with no exponent,
-	// so its cost is bounded.
-	if len(attr) > 64 || strings.ContainsAny(attr, "eE/") {
+	// big.Rat only on short literals with no exponent, decimal or binary
+	// ("0x1p99999999999" would take gigabytes), so its cost is bounded.
+	if len(attr) > 64 || strings.ContainsAny(attr, "eEpP/") {
 		return "", false
 	}
 	r, ok := new(big.Rat).SetString(attr)
