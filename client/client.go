@@ -110,8 +110,9 @@ type StateChange struct {
 	// attempt failed (Connecting after a failure), or why the Client
 	// closed (Closed; nil after Close).
 	Err error
-	// Attempt counts reconnect attempts since the last connection; 0 for
-	// the first connect.
+	// Attempt counts reconnect attempts since the last connection: the
+	// number of this attempt (Disconnected, Connecting) or of the one that
+	// succeeded (Connected); 0 for the first Connect.
 	Attempt int
 	// Delay is, in StateDisconnected, how long until the next attempt.
 	Delay time.Duration
@@ -412,8 +413,9 @@ func (c *Client) Close(ctx context.Context) error {
 func (c *Client) run(conn *websocket.Conn) {
 	defer close(c.done)
 	needLogin := false
+	attempts := 0 // reconnect attempts before conn
 	for {
-		err := c.serve(conn)
+		err := c.serve(conn, attempts)
 		if c.ctx.Err() != nil {
 			c.finish(nil)
 			return
@@ -425,6 +427,7 @@ func (c *Client) run(conn *websocket.Conn) {
 		}
 		conn = nil
 		for attempt := 1; conn == nil; attempt++ {
+			attempts = attempt
 			delay := c.backoff(attempt)
 			c.setState(StateChange{State: StateDisconnected, Err: err, Attempt: attempt, Delay: delay})
 			if !sleepCtx(c.ctx, delay) {
@@ -651,7 +654,7 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 
 // serve runs one connection: it re-subscribes every channel, then reads
 // frames until the connection fails or Close closes it.
-func (c *Client) serve(conn *websocket.Conn) error {
+func (c *Client) serve(conn *websocket.Conn, attempts int) error {
 	c.mu.Lock()
 	if c.ctx.Err() != nil {
 		c.mu.Unlock()
@@ -674,7 +677,7 @@ func (c *Client) serve(conn *websocket.Conn) error {
 	c.mu.Unlock()
 	var err error
 	if werr == nil {
-		c.setState(StateChange{State: StateConnected})
+		c.setState(StateChange{State: StateConnected, Attempt: attempts})
 		err = c.readLoop(conn)
 	} else {
 		err = werr
@@ -718,10 +721,12 @@ func (c *Client) readLoop(conn *websocket.Conn) error {
 		_, b, err := conn.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
-			if errors.As(err, &ce) {
+			if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
 				return &CloseError{Code: ce.Code, Reason: ce.Text}
 			}
-			return fmt.Errorf("read: %w", err)
+			// 1006 is gorilla's name for a connection that ended without
+			// a close frame: the server (or the network) went away.
+			return fmt.Errorf("connection dropped: %w", err)
 		}
 		c.handleFrame(conn, b)
 	}

@@ -151,8 +151,10 @@ type Snapshot struct {
 type Subscribed struct {
 	Channel string
 	// Resumed is true when the server was asked to replay from an event
-	// id (after a reconnect, or with SubscribeOptions.Since).
+	// id (after a reconnect, or with SubscribeOptions.Since); Since is
+	// that id.
 	Resumed bool
+	Since   string
 	// Position is the server's position at subscription time, if any
 	// event exists yet.
 	Position string

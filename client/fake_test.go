@@ -233,8 +233,8 @@ func TestSnapshotFrames(t *testing.T) {
 	if ev := got.next(t); ev.ID != "12" {
 		t.Fatalf("event %s after the reconnect, want 12 (11 was a repeat)", ev.ID)
 	}
-	if s := <-subscribed; !s.Resumed {
-		t.Errorf("Subscribed after the reconnect = %+v, want resumed", s)
+	if s := <-subscribed; !s.Resumed || s.Since != "11" || s.Position != "12" {
+		t.Errorf("Subscribed after the reconnect = %+v, want resumed since 11 at position 12", s)
 	}
 	if r.sub.LastID() != "12" {
 		t.Errorf("LastID() = %q, want 12", r.sub.LastID())

@@ -159,7 +159,7 @@ func TestServer(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Subscribe since %s: %v", ids[0], err)
 		}
-		if s := <-subscribed; !s.Resumed {
+		if s := <-subscribed; !s.Resumed || s.Since != ids[0] {
 			t.Errorf("Subscribed = %+v, want Resumed", s)
 		}
 		f.exec(t, `INSERT INTO orders DEFAULT VALUES`)
@@ -237,7 +237,9 @@ func TestServer(t *testing.T) {
 		// ones committed while the server was down (replayed from the
 		// client's last id), the ones after.
 		expect(2 * perPhase)
-		waitState(t, states, client.StateConnected)
+		if sc := waitState(t, states, client.StateConnected); sc.Attempt == 0 {
+			t.Errorf("Connected after the restart = %+v, want the attempt that succeeded", sc)
+		}
 
 		// A marker row as the very next event shows nothing was repeated.
 		f.exec(t, `INSERT INTO orders DEFAULT VALUES`)

@@ -67,10 +67,10 @@ type Subscription struct {
 	lastID        string // resume point: the last event delivered, or a position
 	position      string // the position of the current connection's "subscribed"
 	recent        recentIDs
-	active        bool // between "subscribed" and the loss of the connection
-	confirmed     bool // first has been written
-	resumed       bool // the current subscribe frame carried since
-	askedSnapshot bool // the current subscribe frame asked for a snapshot
+	active        bool   // between "subscribed" and the loss of the connection
+	confirmed     bool   // first has been written
+	since         string // the since of the current subscribe frame
+	askedSnapshot bool   // the current subscribe frame asked for a snapshot
 	snapFrames    int
 	snapRows      []json.RawMessage
 	lastErr       error // an error frame for this channel while active
@@ -211,7 +211,7 @@ func (c *Client) sendSubscribeLocked(conn *websocket.Conn, s *Subscription) erro
 	} else if s.opts.Snapshot {
 		f.Snapshot = true
 	}
-	s.resumed = f.Since != ""
+	s.since = f.Since
 	s.askedSnapshot = f.Snapshot
 	s.active = false
 	s.position = ""
@@ -367,7 +367,7 @@ func (c *Client) handleSubscribed(conn *websocket.Conn, f serverFrame) {
 	}
 	s.position = position
 	s.active = true
-	info := Subscribed{Channel: s.channel, Resumed: s.resumed, Position: position}
+	info := Subscribed{Channel: s.channel, Resumed: s.since != "", Since: s.since, Position: position}
 	onSnapshot, onSubscribed := s.opts.OnSnapshot, s.opts.OnSubscribed
 	first := !s.confirmed
 	s.confirmed = true

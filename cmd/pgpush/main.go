@@ -66,6 +66,7 @@ func commands() map[string]command {
 		"grant":       {"let a role subscribe to (or publish on) a channel", runGrant},
 		"revoke":      {"take a grant back", runRevoke},
 		"grants":      {"list grants", runGrants},
+		"tail":        {"print a channel's events live: tail CHANNEL [--filter JSON] [--since ID] [--json]", runTail},
 		"version":     {"print the version", runVersion},
 		"healthcheck": {"exit 0 when the local server is ready (for container healthchecks)", runHealthcheck},
 	}
