@@ -169,7 +169,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 	}
 	s.hub.SetPosition(start)
 	srv := &http.Server{
-		Handler:           s.api.Handler(),
+		Handler:           web.WithDeclarations(s.api.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
