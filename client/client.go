@@ -646,8 +646,8 @@ func (c *Client) dial(ctx context.Context) (*websocket.Conn, error) {
 		return nil, fmt.Errorf("open %s: first frame is not \"connected\": %.200s", c.wsURL, b)
 	}
 	if !stop() {
-		conn.Close()
-		return nil, ctx.Err()
+		// dialCtx ended just as the frame arrived; the conn is closed.
+		return nil, fmt.Errorf("open %s: %w", c.wsURL, dialCtx.Err())
 	}
 	return conn, nil
 }

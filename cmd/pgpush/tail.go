@@ -72,7 +72,9 @@ func runTail(ctx context.Context, args []string, cio cmdIO) error {
 			return errors.New("tail: --filter needs the server, which evaluates filters; it cannot be used with --database-url")
 		}
 	}
-	if *since != "" {
+	if *since != "" && *dbURL != "" {
+		// Ids are opaque to clients: only the database mode reads them,
+		// and the server says itself what it does not accept.
 		if _, err := strconv.ParseInt(*since, 10, 64); err != nil {
 			return fmt.Errorf("tail: --since %q is not an event id", *since)
 		}
