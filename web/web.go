@@ -1,6 +1,6 @@
-// Package web owns what pgpush serves to browsers: the dashboard page at /
-// and the pgpush.js client module, embedded in the binary so that a
-// deployment is one file.
+// Package web owns what pgpush serves to browsers: the dashboard page at /,
+// the pgpush.js client module and its TypeScript declarations, embedded in
+// the binary so that a deployment is one file.
 package web
 
 import (
@@ -12,7 +12,15 @@ import (
 //go:embed static
 var static embed.FS
 
-// Files is the embedded static tree (index.html, pgpush.js, ...).
+// DeclarationsPath is where the TypeScript declarations of pgpush.js are
+// served (static/pgpush.d.ts).
+const DeclarationsPath = "/pgpush.d.ts"
+
+// declarationsType is set explicitly: Go's own table has no .ts, and a
+// system mime.types may map .ts to video/mp2t (MPEG transport streams).
+const declarationsType = "application/typescript; charset=utf-8"
+
+// Files is the embedded static tree (index.html, pgpush.js, pgpush.d.ts, ...).
 func Files() fs.FS {
 	sub, err := fs.Sub(static, "static")
 	if err != nil {
@@ -23,5 +31,25 @@ func Files() fs.FS {
 
 // Handler serves the static files; "/" is the dashboard.
 func Handler() http.Handler {
-	return http.FileServerFS(Files())
+	files := http.FileServerFS(Files())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == DeclarationsPath {
+			w.Header().Set("Content-Type", declarationsType)
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// WithDeclarations serves GET and HEAD of DeclarationsPath and passes every
+// other request to next (the server's routes, which know /pgpush.js but
+// not the declarations).
+func WithDeclarations(next http.Handler) http.Handler {
+	files := Handler()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == DeclarationsPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			files.ServeHTTP(w, r)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }

@@ -66,6 +66,7 @@ func commands() map[string]command {
 		"grant":       {"let a role subscribe to (or publish on) a channel", runGrant},
 		"revoke":      {"take a grant back", runRevoke},
 		"grants":      {"list grants", runGrants},
+		"tail":        {"print a channel's events live: tail CHANNEL [--filter JSON] [--since ID] [--json]", runTail},
 		"version":     {"print the version", runVersion},
 		"healthcheck": {"exit 0 when the local server is ready (for container healthchecks)", runHealthcheck},
 	}
@@ -133,10 +134,15 @@ func newFlagSet(name, synopsis, example string, cio cmdIO) *flag.FlagSet {
 // --entity order) and checks the number of positional arguments.
 func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error) {
 	var positional []string
+	// The flag package prints the usage itself on any error; print it only
+	// for --help (once), so that a bad flag is one line on stderr.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	defer func() { fs.Usage = usage }()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+				usage()
 				return nil, flag.ErrHelp
 			}
 			return nil, fmt.Errorf("%s: %w", fs.Name(), err)
