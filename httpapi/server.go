@@ -40,7 +40,7 @@ type Server struct {
 	// open /ws from a browser. Empty means only the request's own host.
 	AllowedOrigins []string
 	Logger         *slog.Logger
-	// Static serves the dashboard at / and /pgpush.js. Optional.
+	// Static serves the dashboard at /, /pgpush.js and /pgpush.d.ts. Optional.
 	Static http.Handler
 	// Metrics serves /metrics. Optional.
 	Metrics http.Handler
@@ -146,6 +146,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Static != nil {
 		route("/pgpush.js", map[string]http.HandlerFunc{http.MethodGet: s.Static.ServeHTTP})
+		route("/pgpush.d.ts", map[string]http.HandlerFunc{http.MethodGet: s.Static.ServeHTTP})
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")

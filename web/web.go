@@ -39,17 +39,3 @@ func Handler() http.Handler {
 		files.ServeHTTP(w, r)
 	})
 }
-
-// WithDeclarations serves GET and HEAD of DeclarationsPath and passes every
-// other request to next (the server's routes, which know /pgpush.js but
-// not the declarations).
-func WithDeclarations(next http.Handler) http.Handler {
-	files := Handler()
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == DeclarationsPath && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-			files.ServeHTTP(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}

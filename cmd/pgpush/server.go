@@ -168,7 +168,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 		return err
 	}
 	srv := &http.Server{
-		Handler:           web.WithDeclarations(s.api.Handler()),
+		Handler:           s.api.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
