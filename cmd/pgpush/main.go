@@ -107,7 +107,7 @@ func usage(w io.Writer) {
 }
 
 func runVersion(_ context.Context, args []string, cio cmdIO) error {
-	fs := newFlagSet("version", "pgpush version", "Prints the version.", cio)
+	fs := newFlagSet("version", "pgpush version   (prints the version)", "pgpush version", cio)
 	if _, err := parse(fs, args, 0, 0); err != nil {
 		return err
 	}

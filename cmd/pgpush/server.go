@@ -238,6 +238,9 @@ func (s *server) watchGrantsAndSessions(ctx context.Context) {
 			return
 		case <-s.reload:
 			if err := s.policy.Reload(ctx); err != nil {
+				if ctx.Err() != nil {
+					return // shutting down: not an error
+				}
 				s.log.Error("reload grants", "err", err)
 				continue
 			}
@@ -250,6 +253,9 @@ func (s *server) watchGrantsAndSessions(ctx context.Context) {
 		checked := s.hub.SessionIDs()
 		live, err := s.sessions.LiveSessions(ctx, checked)
 		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
 			s.log.Error("check sessions", "err", err)
 			continue
 		}
