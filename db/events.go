@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -36,10 +37,13 @@ type EventRow struct {
 	Data      []byte
 	CreatedAt time.Time
 	Origin    string // the socket that sent a room or notification event, if any
+	// Xid is the writing transaction's id (xid8): whether a snapshot
+	// already reflects the event.
+	Xid uint64
 }
 
 const selectEvents = `
-	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
+	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
 	FROM pgpush.commits c JOIN pgpush.events e ON e.xid = c.xid`
 
 // EventsAfter returns up to limit committed events after position
@@ -69,13 +73,17 @@ func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSe
 
 func collectEvents(rows pgx.Rows) ([]EventRow, error) {
 	var out []EventRow
+	var err error
 	for rows.Next() {
 		var r EventRow
-		var data string
-		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt, &r.Origin); err != nil {
+		var data, xid string
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt, &r.Origin, &xid); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		r.Data = []byte(data)
+		if r.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
+			return nil, fmt.Errorf("read events: xid %q: %w", xid, err)
+		}
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {

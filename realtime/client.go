@@ -224,6 +224,10 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		c.send(channelErrorFrame(msg.Channel, err.Error()))
 		return
 	}
+	if msg.Snapshot {
+		c.snapshotSubscribe(ctx, msg.Channel, f)
+		return
+	}
 	s, upTo, existing, err := c.addSub(ctx, msg.Channel, f, nil)
 	if err != nil {
 		c.send(channelErrorFrame(msg.Channel, accessMessage(err, msg.Channel)))

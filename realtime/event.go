@@ -39,6 +39,9 @@ type Event struct {
 	// Origin is the socket a room or notification event came from
 	// ("<instance>:<conn>"), empty for row changes.
 	Origin string
+	// Xid is the transaction that wrote the event: a snapshot subscription
+	// skips the events its rows already reflect.
+	Xid uint64
 
 	// Each wire form is built once, on first use, and shared by every
 	// socket that needs it: /ws frames are kept with their WebSocket

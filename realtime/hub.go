@@ -14,6 +14,7 @@ import (
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/realtime/filter"
 	"github.com/pgpush/pgpush/session"
+	"github.com/pgpush/pgpush/triggers"
 )
 
 // Authorizer decides who may subscribe and publish. It is consulted on
@@ -38,6 +39,11 @@ type EventStore interface {
 	SendRoomMessage(ctx context.Context, room, sender, message, origin string) error
 	// SendNotification stores a notification frame and emits it.
 	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
+	// Snapshot reads the rows of the table watched on channel in one
+	// consistent snapshot (narrowed by eqs), which it returns as
+	// pg_snapshot text. read may scan the rows several times; each scan
+	// sees the same rows.
+	Snapshot(ctx context.Context, channel string, eqs []triggers.Equal, read func(scan func(func(json.RawMessage) error) error) error) (string, error)
 	// ClaimPending takes the channel's notifications no socket received.
 	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error)
 }
@@ -58,6 +64,7 @@ type Options struct {
 	MessageRate      float64       // 20: client frames per second, sustained
 	MessageBurst     int           // 60: client frames allowed in a burst; past the rate, 1008
 	Retention        time.Duration // 24h: how long undelivered notifications wait for a member
+	SnapshotMaxRows  int           // 10000: rows one snapshot subscribe may return
 }
 
 func (o Options) withDefaults() Options {
@@ -82,6 +89,7 @@ func (o Options) withDefaults() Options {
 	defInt(&o.QueueMessages, 4096)
 	defInt(&o.MaxPendingEvents, 10000)
 	defInt(&o.MaxSubscriptions, 100)
+	defInt(&o.SnapshotMaxRows, 10000)
 	defInt(&o.MessageBurst, 60)
 	if o.MessageRate <= 0 {
 		o.MessageRate = 20

@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/session"
+	"github.com/pgpush/pgpush/triggers"
 )
 
 // Hub tests run without PostgreSQL or sockets: a fake transport stands for
@@ -117,6 +118,10 @@ func (m *memoryLog) SendRoomMessage(context.Context, string, string, string, str
 
 func (m *memoryLog) SendNotification(context.Context, string, json.RawMessage, string) (int64, error) {
 	return 0, fmt.Errorf("not in hub tests")
+}
+
+func (m *memoryLog) Snapshot(context.Context, string, []triggers.Equal, func(func(func(json.RawMessage) error) error) error) (string, error) {
+	return "", triggers.ErrNoTable
 }
 
 func (m *memoryLog) ClaimPending(context.Context, string, time.Duration) ([]db.PendingNotification, error) {

@@ -318,6 +318,7 @@ func EventFromRow(r db.EventRow) *Event {
 		Data:    r.Data,
 		Time:    r.CreatedAt,
 		Origin:  r.Origin,
+		Xid:     r.Xid,
 	}
 }
 

@@ -27,8 +27,10 @@ type clientMessage struct {
 	Channel string          `json:"channel"`
 	Since   json.RawMessage `json:"since"`
 	Filter  json.RawMessage `json:"filter"`
-	Event   string          `json:"event"`
-	Data    json.RawMessage `json:"data"`
+	// Snapshot asks for the current rows first (SPEC §3.2).
+	Snapshot bool            `json:"snapshot"`
+	Event    string          `json:"event"`
+	Data     json.RawMessage `json:"data"`
 	// chat rooms (the chat-ws protocol)
 	RoomID  string `json:"room_id"`
 	From    string `json:"from"`

@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/pgpush/pgpush/db"
+	"github.com/pgpush/pgpush/triggers"
 )
 
 // PoolStore is the EventStore backed by pgpush.events.
@@ -72,6 +75,52 @@ func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, o
 // SendNotification implements EventStore.
 func (s PoolStore) SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error) {
 	return db.SendNotification(ctx, s.DB, channel, frame, origin)
+}
+
+// Snapshot implements EventStore: one read-only REPEATABLE READ
+// transaction, so that every scan, and the snapshot returned, agree.
+func (s PoolStore) Snapshot(ctx context.Context, channel string, eqs []triggers.Equal, read func(scan func(func(json.RawMessage) error) error) error) (string, error) {
+	beginner, ok := s.DB.(interface {
+		BeginTx(context.Context, pgx.TxOptions) (pgx.Tx, error)
+	})
+	if !ok {
+		return "", errors.New("snapshot: the store cannot open transactions")
+	}
+	tx, err := beginner.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return "", fmt.Errorf("snapshot of %q: %w", channel, err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	// The transaction's snapshot is taken by its first statement: this one.
+	var snap string
+	if err := tx.QueryRow(ctx, `SELECT pg_current_snapshot()::text`).Scan(&snap); err != nil {
+		return "", fmt.Errorf("snapshot of %q: %w", channel, err)
+	}
+	query, args, err := triggers.SnapshotQuery(ctx, tx, channel, eqs)
+	if err != nil {
+		return "", err
+	}
+	err = read(func(fn func(json.RawMessage) error) error {
+		rows, err := tx.Query(ctx, query, args...)
+		if err != nil {
+			return fmt.Errorf("snapshot of %q: %w", channel, err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var row string
+			if err := rows.Scan(&row); err != nil {
+				return fmt.Errorf("snapshot of %q: %w", channel, err)
+			}
+			if err := fn(json.RawMessage(row)); err != nil {
+				return err
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("snapshot of %q: %w", channel, err)
+		}
+		return nil
+	})
+	return snap, err
 }
 
 // ClaimPending implements EventStore.

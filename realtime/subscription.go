@@ -37,11 +37,14 @@ type subscription struct {
 	mu sync.Mutex // guards the delivery state below
 	// after is the resume point of a since-subscribe: on an instance whose
 	// listener is behind it, live events up to it are ones the client has.
-	after   Position
-	pending bool
-	buffer  []*Event
-	ended   bool
-	endedCh chan struct{} // closed by end; wakes a paced replay
+	after Position
+	// reflected is the snapshot a snapshot subscription's rows were read
+	// in: events of transactions visible in it are already in the rows.
+	reflected *pgSnapshot
+	pending   bool
+	buffer    []*Event
+	ended     bool
+	endedCh   chan struct{} // closed by end; wakes a paced replay
 }
 
 func newSubscription(c *Client, channel string) *subscription {
@@ -70,7 +73,7 @@ func (s *subscription) offer(ev *Event) bool {
 	if s.ended {
 		return false
 	}
-	if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
+	if s.skips(ev) {
 		return false
 	}
 	if s.skipOwn && ev.Origin == s.client.origin() && (ev.Name == roomJoin || ev.Name == roomLeave) {
@@ -88,12 +91,22 @@ func (s *subscription) offer(ev *Event) bool {
 	return s.client.queueWire(ev.frame(s.client.wire, s.raw))
 }
 
+// skips reports whether the client already has ev another way: claimed as
+// a pending notification, up to its resume point, or in its snapshot's
+// rows. The caller holds s.mu.
+func (s *subscription) skips(ev *Event) bool {
+	if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
+		return true
+	}
+	return s.reflected != nil && s.reflected.visible(ev.Xid)
+}
+
 // activate flushes what arrived during the replay and turns on live delivery.
 func (s *subscription) activate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, ev := range s.buffer {
-		if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
+		if s.skips(ev) {
 			continue
 		}
 		if !s.client.sendWire(ev.frame(s.client.wire, s.raw)) {

@@ -297,6 +297,8 @@ func TestServeConfig(t *testing.T) {
 		{"port too big", map[string]string{"SESSION_SECRET": goodSecret, "PORT": "70000"}, "PORT"},
 		{"retention not a duration", map[string]string{"SESSION_SECRET": goodSecret, "EVENT_RETENTION": "forever"}, "EVENT_RETENTION"},
 		{"retention negative", map[string]string{"SESSION_SECRET": goodSecret, "EVENT_RETENTION": "-1h"}, "EVENT_RETENTION"},
+		{"snapshot max rows not a number", map[string]string{"SESSION_SECRET": goodSecret, "SNAPSHOT_MAX_ROWS": "lots"}, "SNAPSHOT_MAX_ROWS"},
+		{"snapshot max rows zero", map[string]string{"SESSION_SECRET": goodSecret, "SNAPSHOT_MAX_ROWS": "0"}, "SNAPSHOT_MAX_ROWS"},
 		{"shutdown timeout not a duration", map[string]string{"SESSION_SECRET": goodSecret, "SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT"},
 	}
 	for _, tt := range tests {

@@ -55,6 +55,13 @@ func configFromEnv(getenv env) (serverConfig, error) {
 		}
 		cfg.Limits.SocketsPerAddress = n
 	}
+	if v := getenv("SNAPSHOT_MAX_ROWS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return cfg, fmt.Errorf("invalid SNAPSHOT_MAX_ROWS %q: want a positive number", v)
+		}
+		cfg.Hub.SnapshotMaxRows = n
+	}
 	cfg.PprofAddr = getenv("PPROF_ADDR")
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)

@@ -1,0 +1,114 @@
+package triggers
+
+import (
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/pgpush/pgpush/db"
+)
+
+// snapshotRows runs SnapshotQuery for channel and decodes its rows.
+func snapshotRows(t *testing.T, tb testBundle, channel string, eqs []Equal) []map[string]any {
+	t.Helper()
+	query, args, err := SnapshotQuery(tb.ctx, tb.pool, channel, eqs)
+	if err != nil {
+		t.Fatalf("SnapshotQuery(%q): %v", channel, err)
+	}
+	rows, err := tb.pool.Query(tb.ctx, query, args...)
+	if err != nil {
+		t.Fatalf("snapshot query %s: %v", query, err)
+	}
+	texts, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []map[string]any
+	for _, s := range texts {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(s), &m); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// TestSnapshotRowsAreEventData: a snapshot row is what capture() sends for
+// the same row: the same columns, excluded ones left out, timestamps
+// formatted alike, in primary-key order.
+func TestSnapshotRowsAreEventData(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL, `ALTER TABLE orders ADD COLUMN placed_at timestamptz DEFAULT '2026-01-25 10:30:00+01'`)
+	mustWatch(t, tb, Config{Table: "orders", Exclude: []string{"card_token"}})
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (status, total, customer_id, card_token) VALUES ('new', 9.5, 45, 'secret'), ('paid', 12, 46, 'secret')`)
+	events, err := db.EventsAfter(tb.ctx, tb.pool, 0, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := snapshotRows(t, tb, "order_changes", nil)
+	if len(rows) != 2 || len(events) != 2 {
+		t.Fatalf("%d rows, %d events, want 2 of each", len(rows), len(events))
+	}
+	for i, ev := range events {
+		var want map[string]any
+		if err := json.Unmarshal(ev.Data, &want); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(rows[i], want) {
+			t.Errorf("row %d = %v, want the created event's data %v", i, rows[i], want)
+		}
+	}
+}
+
+func TestSnapshotPushdown(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustWatch(t, tb, Config{Table: "orders", Only: []string{"id", "status", "customer_id"}})
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (status, customer_id, card_token) VALUES ('new', 45, 'x'), ('paid', 46, 'x'), ('paid', 45, 'x')`)
+	tests := []struct {
+		name string
+		eqs  []Equal
+		want int
+	}{
+		{"none", nil, 3},
+		{"integer column", []Equal{{Column: "customer_id", Numbers: []string{"45"}, Strings: []string{"45"}}}, 2},
+		{"two conditions", []Equal{{Column: "customer_id", Numbers: []string{"45"}}, {Column: "status", Strings: []string{"paid"}}}, 1},
+		{"values the column cannot hold", []Equal{{Column: "customer_id", Numbers: []string{"4.5", "99999999999999999999"}, Strings: []string{"abc"}}}, 0},
+		{"private column is not pushed", []Equal{{Column: "card_token", Strings: []string{"nope"}}}, 3},
+		{"unknown column", []Equal{{Column: "nope", Strings: []string{"x"}}}, 3},
+		{"injection stays a value", []Equal{{Column: "status", Strings: []string{"x') OR true --"}}}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := snapshotRows(t, tb, "order_changes", tt.eqs); len(got) != tt.want {
+				t.Errorf("%d rows, want %d: %v", len(got), tt.want, got)
+			}
+		})
+	}
+	for _, r := range snapshotRows(t, tb, "order_changes", nil) {
+		if len(r) != 3 {
+			t.Errorf("row %v: want only id, status and customer_id (--only)", r)
+		}
+	}
+}
+
+func TestSnapshotQueryRefusals(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, `CREATE TABLE logs (line text)`)
+	mustWatch(t, tb, Config{Table: "logs"})
+	if _, _, err := SnapshotQuery(tb.ctx, tb.pool, "log_changes", nil); !errors.Is(err, ErrNoPrimaryKey) {
+		t.Errorf("table without primary key: %v, want ErrNoPrimaryKey", err)
+	}
+	if _, _, err := SnapshotQuery(tb.ctx, tb.pool, "nothing_changes", nil); !errors.Is(err, ErrNoTable) {
+		t.Errorf("channel without table: %v, want ErrNoTable", err)
+	}
+	_, _, err := SnapshotQuery(tb.ctx, tb.pool, "log_changes", nil)
+	if err != nil && strings.Contains(err.Error(), "line") {
+		t.Errorf("error names a column: %v", err)
+	}
+}
