@@ -136,7 +136,7 @@ func parse(fs *flag.FlagSet, args []string, minPos, maxPos int) ([]string, error
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				fs.Usage()
+				// fs.Parse has printed the usage already.
 				return nil, flag.ErrHelp
 			}
 			return nil, fmt.Errorf("%s: %w", fs.Name(), err)
