@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
@@ -114,6 +115,9 @@ func (s *Server) Handler() http.Handler {
 				writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 				return
 			}
+			if r.Method == http.MethodPost && !s.checkPost(w, r) {
+				return
+			}
 			h(w, r)
 		})
 	}
@@ -180,6 +184,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, message string) {
 	writeJSON(w, status, map[string]string{"error": message})
+}
+
+// checkPost refuses, answering itself, a POST that a page on another site
+// could have sent with the user's cookies: a browser sends a cross-site
+// form or a text/plain fetch without a preflight, but never with
+// Content-Type application/json, and names the page's Origin. So a POST
+// with a body must be JSON (else 415), and a present Origin must be
+// allowed (else 403), which also covers bodiless POSTs such as logout.
+func (s *Server) checkPost(w http.ResponseWriter, r *http.Request) bool {
+	if !s.originAllowed(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return false
+	}
+	// ContentLength is -1 when unknown (chunked): that is a body too.
+	if r.ContentLength != 0 {
+		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mediaType != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "the body must be JSON, sent with Content-Type: application/json")
+			return false
+		}
+	}
+	return true
 }
 
 // decodeBody reads a JSON object body into v, answering 400 itself.
@@ -427,9 +453,10 @@ func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
 	writeError(w, http.StatusServiceUnavailable, "temporarily unavailable, try again")
 }
 
-// originAllowed implements the cross-site WebSocket hijacking defence. A
-// request without Origin is not from a browser, which is the only client
-// that attaches cookies on another site's behalf.
+// originAllowed implements the cross-site WebSocket hijacking defence,
+// and checkPost's cross-site POST one. A request without Origin is not
+// from a browser, which is the only client that attaches cookies on
+// another site's behalf.
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {

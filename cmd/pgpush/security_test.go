@@ -73,6 +73,7 @@ func secLogin(t *testing.T, srv *testServer, email, password string, header http
 	if err != nil {
 		t.Fatal(err)
 	}
+	req.Header.Set("Content-Type", "application/json")
 	for k, vs := range header {
 		for _, v := range vs {
 			req.Header.Add(k, v)
@@ -98,6 +99,7 @@ func secLoginStatus(srv *testServer, email, password string, header http.Header)
 	if err != nil {
 		return 0
 	}
+	req.Header.Set("Content-Type", "application/json")
 	for k, vs := range header {
 		req.Header[k] = vs
 	}
