@@ -390,6 +390,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"data" must be a JSON object`)
 		return
 	}
+	if err := realtime.CheckPublish(body.Event, body.Data); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if db.ReservedChannel(channel) {
 		writeError(w, http.StatusForbidden, "rooms and notifications have their own messages (send-message, send-notification)")
 		return

@@ -22,7 +22,7 @@ func TestParseClientMessage(t *testing.T) {
 		{"truncated", `{"type":"subscribe"`, clientMessage{}, "malformed"},
 		{"no type", `{"channel":"x"}`, clientMessage{}, `"type"`},
 		{"type not a string", `{"type":1}`, clientMessage{}, "wrong type"},
-		{"long channel", `{"type":"subscribe","channel":"` + strings.Repeat("a", 201) + `"}`, clientMessage{}, "too long"},
+		{"long channel", `{"type":"subscribe","channel":"` + strings.Repeat("a", maxChannelBytes+1) + `"}`, clientMessage{}, "too long"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,6 +39,34 @@ func TestParseClientMessage(t *testing.T) {
 			}
 			if got.Type != tt.want.Type || got.Channel != tt.want.Channel {
 				t.Fatalf("parseClientMessage(%q) = %+v, want %+v", tt.frame, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckJSONText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, raw string
+		want      error
+	}{
+		{"plain", `{"a":"b","n":1}`, nil},
+		{"empty", ``, nil},
+		{"NUL in a value", `{"a":"x\u0000y"}`, errNUL},
+		{"NUL in a key", `{"\u0000":1}`, errNUL},
+		{"NUL nested", `{"a":[{"b":"\u0000"}]}`, errNUL},
+		{"NUL at the end", `"\u0000"`, errNUL},
+		{"escaped backslash, then text", `{"path":"C:\\u0000"}`, nil},
+		{"two escaped backslashes, then NUL", `"\\\u0000"`, errNUL},
+		{"other escapes", `"\u0001\n\"\u00000"`, errNUL},
+		{"not NUL", `"\u0100\u1000"`, nil},
+		{"invalid UTF-8", "\"\xff\"", errBadUTF8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := checkJSONText([]byte(tt.raw)); got != tt.want {
+				t.Errorf("checkJSONText(%s) = %v, want %v", tt.raw, got, tt.want)
 			}
 		})
 	}
