@@ -424,9 +424,28 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Hub.ServerStats())
 }
 
-// rooms lists chat rooms that hold messages (the chat-ws API).
+// maxRoomsListed bounds GET /rooms (SPEC §4): anyone allowed to chat can
+// make rooms, and one list must not grow with them.
+const maxRoomsListed = 1000
+
+// rooms lists chat rooms that hold messages (the chat-ws API): the most
+// recently active ones the caller may join, newest first.
 func (s *Server) rooms(w http.ResponseWriter, r *http.Request) {
-	rooms, err := db.Rooms(r.Context(), s.Pool)
+	p, err := s.principal(r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "rooms", err)
+		return
+	}
+	rooms, err := db.RecentRooms(r.Context(), s.Pool, maxRoomsListed, func(room string) bool {
+		// A room channel is known without a query: this reads only the
+		// cached grants while the rooms are being read.
+		_, err := s.Policy.Access(r.Context(), p, db.RoomChannel(room))
+		return err == nil
+	})
 	if err != nil {
 		s.internalError(w, "rooms", err)
 		return

@@ -33,8 +33,9 @@ type EventStore interface {
 	Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error)
 	// Announce records an event whose data is the frame members receive.
 	Announce(ctx context.Context, channel, event string, frame json.RawMessage, origin string) error
-	// SendRoomMessage stores a chat message and emits it to the room.
-	SendRoomMessage(ctx context.Context, room, sender, message, origin string) error
+	// SendRoomMessage stores a chat message and emits it to the room;
+	// authenticated: sender is a logged-in user's e-mail.
+	SendRoomMessage(ctx context.Context, room, sender, message, origin string, authenticated bool) error
 	// SendNotification stores a notification frame and emits it.
 	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
 	// ClaimPending takes the channel's notifications no socket received.

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/session"
@@ -21,8 +23,14 @@ const (
 	notifySend      = "send-notification"
 	notifyChannels  = "get-channels"
 	notifyStats     = "get-stats"
-	maxTitleBytes   = 200
-	maxMessageBytes = 4000
+)
+
+// A notification's limits (SPEC §4): title and message in characters, not
+// bytes; data in bytes of compact JSON.
+const (
+	maxTitleChars    = 200
+	maxMessageChars  = 4000
+	maxDataJSONBytes = 16 << 10
 )
 
 var notificationTypes = []string{"info", "success", "warning", "error"}
@@ -58,14 +66,17 @@ func notificationChannel(data json.RawMessage) (string, bool) {
 		}
 		name = obj.Channel
 	}
-	return name, db.ValidName(name)
+	return name, db.ValidBuiltinName(name)
 }
+
+// channelNameError answers a missing or invalid notification channel name.
+var channelNameError = fmt.Sprintf("channel: 1 to %d letters, digits, _ . -", db.MaxBuiltinNameChars)
 
 func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	name, ok := notificationChannel(msg.Data)
 	if !ok {
-		c.send(errorMessageFrame([]string{"channel: required, letters, digits, _ . - (at most 100)"}))
+		c.send(errorMessageFrame([]string{channelNameError}))
 		return
 	}
 	channel := db.NotifyChannel(name)
@@ -127,14 +138,15 @@ type notificationInput struct {
 }
 
 // validateNotification lists every problem, so a form can show them all.
+// in.Data comes back as compact JSON.
 func validateNotification(raw json.RawMessage) (notificationInput, []string) {
 	var in notificationInput
 	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &in) != nil {
 		return in, []string{"notification must be a JSON object"}
 	}
 	var errs []string
-	if in.Channel != nil && *in.Channel != "" && !db.ValidName(*in.Channel) {
-		errs = append(errs, "channel: letters, digits, _ . - (at most 100)")
+	if in.Channel != nil && *in.Channel != "" && !db.ValidBuiltinName(*in.Channel) {
+		errs = append(errs, channelNameError)
 	}
 	if in.Type == nil || !slices.Contains(notificationTypes, *in.Type) {
 		errs = append(errs, "type: must be one of info, success, warning, error")
@@ -142,17 +154,27 @@ func validateNotification(raw json.RawMessage) (notificationInput, []string) {
 	switch {
 	case in.Title == nil || strings.TrimSpace(*in.Title) == "":
 		errs = append(errs, "title: required")
-	case len(*in.Title) > maxTitleBytes:
-		errs = append(errs, fmt.Sprintf("title: at most %d bytes", maxTitleBytes))
+	case utf8.RuneCountInString(*in.Title) > maxTitleChars:
+		errs = append(errs, fmt.Sprintf("title: at most %d characters", maxTitleChars))
 	}
 	switch {
 	case in.Message == nil || strings.TrimSpace(*in.Message) == "":
 		errs = append(errs, "message: required")
-	case len(*in.Message) > maxMessageBytes:
-		errs = append(errs, fmt.Sprintf("message: at most %d bytes", maxMessageBytes))
+	case utf8.RuneCountInString(*in.Message) > maxMessageChars:
+		errs = append(errs, fmt.Sprintf("message: at most %d characters", maxMessageChars))
 	}
-	if len(in.Data) > 0 && string(in.Data) != "null" && in.Data[0] != '{' {
-		errs = append(errs, "data: must be an object")
+	if len(in.Data) > 0 && string(in.Data) != "null" {
+		var compact bytes.Buffer
+		switch {
+		case in.Data[0] != '{':
+			errs = append(errs, "data: must be an object")
+		case json.Compact(&compact, in.Data) != nil: // cannot fail: in was decoded
+			errs = append(errs, "data: invalid JSON")
+		case compact.Len() > maxDataJSONBytes:
+			errs = append(errs, fmt.Sprintf("data: at most %d KiB of JSON", maxDataJSONBytes>>10))
+		default:
+			in.Data = compact.Bytes()
+		}
 	}
 	return in, errs
 }
@@ -167,11 +189,18 @@ type Notification struct {
 	Sender    string          `json:"sender"`
 	Channel   *string         `json:"channel"`
 	Timestamp string          `json:"timestamp"`
+	// Authenticated: Sender is a logged-in user's e-mail, not a name an
+	// anonymous client gave.
+	Authenticated bool `json:"authenticated"`
 }
 
 func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	in, errs := validateNotification(msg.Data)
+	sender, err := c.senderName("")
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		c.send(errorMessageFrame(errs))
 		return
@@ -200,9 +229,10 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		Title:     *in.Title,
 		Message:   *in.Message,
 		Data:      data,
-		Sender:    c.senderName(""),
-		Channel:   named,
-		Timestamp: time.Now().UTC().Format(timestampLayout),
+		Sender:        sender,
+		Channel:       named,
+		Timestamp:     time.Now().UTC().Format(timestampLayout),
+		Authenticated: !c.principal.Anonymous(),
 	}
 	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(NotificationEvent, n), c.origin()); err != nil {
 		c.log.Error("send notification", "channel", channel, "err", err)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestParseClientMessage(t *testing.T) {
@@ -69,6 +70,41 @@ func TestCheckJSONText(t *testing.T) {
 				t.Errorf("checkJSONText(%s) = %v, want %v", tt.raw, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, given string
+		wantErr     string // "" for accepted
+	}{
+		{"plain", "Will", ""},
+		{"100 characters", strings.Repeat("é", 100), ""},
+		{"101 characters", strings.Repeat("é", 101), "at most 100"},
+		{"e-mail", "admin@example.com", "e-mail"},
+		{"full-width at sign", "admin\uFF20example.com", "e-mail"},
+		{"small at sign", "admin\uFE6Bexample.com", "e-mail"},
+		{"bare at sign", "@", "e-mail"},
+		{"NUL", "a\x00b", "NUL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := checkName("from", tt.given)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("checkName(%q) = %v, want nil", tt.given, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("checkName(%q) = %v, want an error mentioning %q", tt.given, err, tt.wantErr)
+			}
+		})
+	}
+	for _, n := range []int{0, 100, 101, 102, 100000} {
+		got := BoundName(strings.Repeat("é", n))
+		if want := min(n, 101); utf8.RuneCountInString(got) != want || !utf8.ValidString(got) {
+			t.Errorf("BoundName(%d characters) has %d characters, want %d", n, utf8.RuneCountInString(got), want)
+		}
 	}
 }
 

@@ -64,8 +64,8 @@ func (s PoolStore) Announce(ctx context.Context, channel, event string, frame js
 }
 
 // SendRoomMessage implements EventStore.
-func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, origin string) error {
-	_, err := db.SendRoomMessage(ctx, s.DB, room, sender, message, origin)
+func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, origin string, authenticated bool) error {
+	_, err := db.SendRoomMessage(ctx, s.DB, room, sender, message, origin, authenticated)
 	return err
 }
 
@@ -76,5 +76,5 @@ func (s PoolStore) SendNotification(ctx context.Context, channel string, frame j
 
 // ClaimPending implements EventStore.
 func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error) {
-	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, 1000)
+	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, db.MaxPendingNotifications)
 }

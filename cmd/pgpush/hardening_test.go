@@ -6,8 +6,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -184,5 +187,246 @@ func TestNULIsAClearError(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "level=ERROR") {
 		t.Errorf("server logged an ERROR for client input:\n%s", logs.String())
+	}
+}
+
+// expectMessage reads frames until a receive-message arrives and returns it.
+// Join and leave announcements of other members may come first.
+func expectMessage(t *testing.T, c *wsClient) map[string]any {
+	t.Helper()
+	for {
+		m := c.read()
+		switch m["type"] {
+		case "receive-message":
+			return m
+		case "join-room", "leave-room":
+			continue
+		}
+		t.Fatalf("got %v, want receive-message", m)
+	}
+}
+
+// TestRoomAndNotificationLimits: SPEC §4's limits, counted in characters
+// (é is two bytes): each one exactly is accepted, one more is refused with
+// an error naming the field, and a refused message stores nothing.
+func TestRoomAndNotificationLimits(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	srv := startServer(t, url, nil)
+	anon := srv.anonymous(t)
+	events := func() int { return countRows(t, pool, `SELECT count(*) FROM pgpush.events`) }
+	chars := func(n int) string { return strings.Repeat("é", n) }
+	ids := func(n int) string { return strings.Repeat("r", n) }
+	stored := events()
+
+	// Room ids up to 200 characters; a chat message up to 4,000; a name up
+	// to 100.
+	anon.send(map[string]string{"type": "join-room", "room_id": ids(201), "from": "Will"})
+	expectRefusal(t, anon, "room id of 201", "room_id", "200")
+	room := ids(200)
+	anon.send(map[string]string{"type": "join-room", "room_id": room, "from": "Will"})
+	stored++ // the join announcement
+	anon.send(map[string]string{"type": "send-message", "room_id": room, "from": "Will", "message": chars(4000)})
+	if got := expectMessage(t, anon); got["message"] != chars(4000) || got["room_id"] != room {
+		t.Fatalf("4,000-character message in a 200-character room: got %.200v", got)
+	}
+	stored++
+	anon.send(map[string]string{"type": "send-message", "room_id": room, "from": "Will", "message": chars(4001)})
+	expectRefusal(t, anon, "chat message of 4,001 characters", "message", "4000")
+	anon.send(map[string]string{"type": "send-message", "room_id": room, "from": chars(100), "message": "hi"})
+	if got := expectMessage(t, anon); got["from"] != chars(100) {
+		t.Fatalf("100-character name: got from %v, want it whole", got["from"])
+	}
+	stored++
+	anon.send(map[string]string{"type": "send-message", "room_id": room, "from": chars(101), "message": "hi"})
+	expectRefusal(t, anon, "name of 101 characters", "from", "100")
+	anon.send(map[string]string{"type": "join-room", "room_id": "other", "from": chars(101)})
+	expectRefusal(t, anon, "join with a name of 101 characters", "from", "100")
+
+	// Notifications: title 200, message 4,000, data 16 KiB of JSON,
+	// channel name 200.
+	pad := func(size int) map[string]any { // data whose JSON is size bytes
+		return map[string]any{"pad": strings.Repeat("a", size-len(`{"pad":""}`))}
+	}
+	notify := func(channel, title, message string, data any) {
+		t.Helper()
+		n := map[string]any{"channel": channel, "type": "info", "title": title, "message": message}
+		if data != nil {
+			n["data"] = data
+		}
+		anon.send(map[string]any{"type": "send-notification", "data": n})
+	}
+	accepted := func(what string) {
+		t.Helper()
+		if m := anon.read(); m["type"] != "notification-sent" {
+			t.Fatalf("%s: got %.300v, want notification-sent", what, m)
+		}
+		stored++
+	}
+	notify(ids(200), chars(200), chars(4000), pad(16<<10))
+	accepted("notification at every limit")
+	notify(ids(201), "t", "m", nil)
+	expectRefusal(t, anon, "channel of 201", "channel", "200")
+	notify("c", chars(201), "m", nil)
+	expectRefusal(t, anon, "title of 201 characters", "title", "200")
+	notify("c", "t", chars(4001), nil)
+	expectRefusal(t, anon, "message of 4,001 characters", "message", "4000")
+	notify("c", "t", "m", pad(16<<10+1))
+	expectRefusal(t, anon, "data of 16 KiB + 1", "data", "16 KiB")
+	// Pretty-printed data counts as its compact JSON.
+	anon.sendRaw(websocket.TextMessage, []byte(`{"type":"send-notification","data":{"channel":"c","type":"info","title":"t","message":"m","data":`+
+		strings.Replace(`{"pad":"`+strings.Repeat("a", 16<<10-len(`{"pad":""}`))+`"}`, ":", " :   ", 1)+`}}`))
+	accepted("pretty-printed data of 16 KiB")
+
+	if got := events(); got != stored {
+		t.Errorf("events stored: %d, want %d (refused messages store nothing)", got, stored)
+	}
+}
+
+// TestPendingNotificationsKeepNewest100: a channel with no member keeps
+// only its 100 newest notifications, and the next member gets those.
+func TestPendingNotificationsKeepNewest100(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	srv := startServer(t, url, nil)
+	const sent = 105
+	// Three senders, one after the other, each within the burst of 60
+	// messages a socket may send.
+	for from := 1; from <= sent; from += 35 {
+		c := srv.anonymous(t)
+		for n := from; n < from+35; n++ {
+			c.send(map[string]any{"type": "send-notification", "data": map[string]any{
+				"channel": "backlog", "type": "info", "title": fmt.Sprint(n), "message": "m"}})
+		}
+		for range 35 {
+			c.expectType("notification-sent")
+		}
+		c.conn.Close()
+	}
+	if got := countRows(t, pool, `SELECT count(*) FROM pgpush.notifications WHERE channel = 'notify:backlog'`); got != 100 {
+		t.Errorf("stored pending notifications: %d, want 100", got)
+	}
+	member := srv.anonymous(t)
+	member.send(map[string]any{"type": "join-channel", "data": "backlog"})
+	joined := member.expectType("channel-joined")["data"].(map[string]any)
+	if joined["pendingCount"] != float64(100) {
+		t.Fatalf("channel-joined = %v, want pendingCount 100", joined)
+	}
+	for n := sent - 99; n <= sent; n++ {
+		got := member.expectType("notification-received")["data"].(map[string]any)
+		if got["title"] != fmt.Sprint(n) {
+			t.Fatalf("pending notification %v, want title %d (the 100 newest, oldest first)", got["title"], n)
+		}
+	}
+}
+
+// TestRoomMessagesPruned: room messages are kept for EVENT_RETENTION like
+// everything else; GET /rooms then no longer lists a room whose messages
+// all expired.
+func TestRoomMessagesPruned(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	a := startServer(t, url, nil) // retention: 1h
+	c := a.anonymous(t)
+	for _, room := range []string{"old", "fresh"} {
+		c.send(map[string]string{"type": "join-room", "room_id": room, "from": "Will"})
+		c.send(map[string]string{"type": "send-message", "room_id": room, "from": "Will", "message": "hi"})
+		expectMessage(t, c)
+	}
+	exec(t, pool, `UPDATE pgpush.room_messages SET sent_at = now() - interval '2 hours' WHERE room_id = 'old'`)
+	b := startServer(t, url, nil) // prunes at start
+	eventually(t, waitTimeout, func() bool {
+		return countRows(t, pool, `SELECT count(*) FROM pgpush.room_messages WHERE room_id = 'old'`) == 0
+	})
+	if got := countRows(t, pool, `SELECT count(*) FROM pgpush.room_messages WHERE room_id = 'fresh'`); got != 1 {
+		t.Errorf("fresh room holds %d messages, want 1", got)
+	}
+	if got := getRooms(t, b, nil); !slices.Equal(got, []string{"fresh"}) {
+		t.Errorf("GET /rooms = %v, want [fresh]", got)
+	}
+}
+
+// getRooms returns GET /rooms's list.
+func getRooms(t *testing.T, srv *testServer, cookie *http.Cookie) []string {
+	t.Helper()
+	resp, body := srv.request(t, http.MethodGet, "/rooms", cookie, nil)
+	var rooms struct {
+		Rooms []string `json:"rooms"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(body, &rooms) != nil {
+		t.Fatalf("GET /rooms = %d %s", resp.StatusCode, body)
+	}
+	return rooms.Rooms
+}
+
+// TestRoomsListIsBounded: 1,900 rooms made GET /rooms answer 177 KB; it
+// lists at most the 1,000 most recently active, newest first.
+func TestRoomsListIsBounded(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	// Rooms made directly in the table: through sockets, 1,005 rooms would
+	// take a minute of rate limits.
+	exec(t, pool, `INSERT INTO pgpush.room_messages (room_id, sender, message, sent_at)
+		SELECT 'room-' || g, 'x', 'y', now() - (1005 - g) * interval '1 second' FROM generate_series(1, 1005) g`)
+	srv := startServer(t, url, nil)
+	got := getRooms(t, srv, nil)
+	if len(got) != 1000 {
+		t.Fatalf("GET /rooms lists %d rooms, want 1000", len(got))
+	}
+	if got[0] != "room-1005" || got[999] != "room-6" {
+		t.Errorf("GET /rooms = [%s … %s], want [room-1005 … room-6] (newest first)", got[0], got[999])
+	}
+}
+
+// TestAnonymousNamesAreNotEmails: an anonymous sender cannot take a name
+// that looks like an e-mail address, which only logged-in users are named
+// by, and receive-message and notification-received say whether the
+// sender was logged in.
+func TestAnonymousNamesAreNotEmails(t *testing.T) {
+	t.Parallel()
+	_, url, password := newShop(t)
+	srv := startServer(t, url, nil)
+	anon := srv.anonymous(t)
+	for _, name := range []string{demoAdminEmail, "admin＠example.com", "a@b"} {
+		anon.send(map[string]string{"type": "join-room", "room_id": "general", "from": name})
+		expectRefusal(t, anon, "join as "+name, "from", "e-mail")
+	}
+	anon.send(map[string]string{"type": "join-room", "room_id": "general", "from": "Will"})
+	anon.send(map[string]string{"type": "send-message", "room_id": "general", "from": demoAdminEmail, "message": "I am the admin"})
+	expectRefusal(t, anon, "message as "+demoAdminEmail, "from", "e-mail")
+
+	admin := srv.connect(t, srv.admin(t, password))
+	admin.send(map[string]string{"type": "join-room", "room_id": "general", "from": "ignored"})
+	admin.send(map[string]string{"type": "send-message", "room_id": "general", "from": "ignored", "message": "from the admin"})
+	for _, c := range []*wsClient{anon, admin} {
+		got := expectMessage(t, c)
+		if got["from"] != demoAdminEmail || got["authenticated"] != true {
+			t.Errorf("admin's message arrived as %v, want from %s and authenticated true", got, demoAdminEmail)
+		}
+	}
+	anon.send(map[string]string{"type": "send-message", "room_id": "general", "from": "Will", "message": "from Will"})
+	for _, c := range []*wsClient{anon, admin} {
+		got := expectMessage(t, c)
+		if got["from"] != "Will" || got["authenticated"] != false {
+			t.Errorf("Will's message arrived as %v, want from Will and authenticated false", got)
+		}
+	}
+
+	// Notifications to everyone reach both sockets, the sender included.
+	for _, sender := range []*wsClient{anon, admin} {
+		sender.send(map[string]any{"type": "send-notification", "data": map[string]any{"type": "info", "title": "t", "message": "m"}})
+		wantAuth := sender == admin
+		for _, c := range []*wsClient{anon, admin} {
+			for {
+				m := c.read()
+				if m["type"] != "notification-received" {
+					continue // notification-sent, server-stats
+				}
+				if got := m["data"].(map[string]any)["authenticated"]; got != wantAuth {
+					t.Errorf("notification-received %v: authenticated %v, want %v", m["data"], got, wantAuth)
+				}
+				break
+			}
+		}
 	}
 }
