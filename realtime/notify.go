@@ -18,11 +18,11 @@ import (
 // The ChapFood notification protocol: on /ws every message is
 // {"type":"<event>","data":<payload>}; on Socket.IO, emit(event, payload).
 const (
-	notifyJoin      = "join-channel"
-	notifyLeave     = "leave-channel"
-	notifySend      = "send-notification"
-	notifyChannels  = "get-channels"
-	notifyStats     = "get-stats"
+	notifyJoin     = "join-channel"
+	notifyLeave    = "leave-channel"
+	notifySend     = "send-notification"
+	notifyChannels = "get-channels"
+	notifyStats    = "get-stats"
 )
 
 // A notification's limits (SPEC §4): title and message in characters, not
@@ -224,11 +224,11 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		data = json.RawMessage("null")
 	}
 	n := Notification{
-		ID:        newUUID(),
-		Type:      *in.Type,
-		Title:     *in.Title,
-		Message:   *in.Message,
-		Data:      data,
+		ID:            newUUID(),
+		Type:          *in.Type,
+		Title:         *in.Title,
+		Message:       *in.Message,
+		Data:          data,
 		Sender:        sender,
 		Channel:       named,
 		Timestamp:     time.Now().UTC().Format(timestampLayout),
