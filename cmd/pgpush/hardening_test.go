@@ -430,3 +430,31 @@ func TestAnonymousNamesAreNotEmails(t *testing.T) {
 		}
 	}
 }
+
+// TestSessionsPerUser: 60 correct logins gave 60 sessions of 7 days each.
+// A user holds at most 20: the 21st login ends the oldest, whose sockets
+// close with 1008 and whose cookie no longer works.
+func TestSessionsPerUser(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	secAddUser(t, secStore(t, pool), "ana@shop.example.com", "customer", nil)
+	srv := startServer(t, url, nil)
+	oldest := srv.login(t, "ana@shop.example.com", secPassword)
+	sock := srv.connect(t, oldest)
+	cookies := []*http.Cookie{oldest}
+	for range 20 {
+		cookies = append(cookies, srv.login(t, "ana@shop.example.com", secPassword))
+	}
+	sock.expectClose(websocket.ClosePolicyViolation)
+	if resp, _ := srv.request(t, http.MethodGet, "/api/v1/auth/me", oldest, nil); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("oldest session after 20 more logins: %d, want 401", resp.StatusCode)
+	}
+	for i, c := range cookies[1:] {
+		if resp, _ := srv.request(t, http.MethodGet, "/api/v1/auth/me", c, nil); resp.StatusCode != http.StatusOK {
+			t.Errorf("session %d of the 20 newest: %d, want 200", i+2, resp.StatusCode)
+		}
+	}
+	if got := countRows(t, pool, `SELECT count(*) FROM pgpush.sessions s JOIN pgpush.users u ON u.id = s.user_id WHERE u.email = 'ana@shop.example.com'`); got != 20 {
+		t.Errorf("sessions stored: %d, want 20", got)
+	}
+}
