@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Announce records a room or notification-channel event whose data is the
@@ -103,35 +106,57 @@ type PendingNotification struct {
 	Frame   json.RawMessage
 }
 
-// ClaimPendingNotifications marks the channel's undelivered notifications
-// younger than retention as delivered and returns their frames in order.
-// The claim is atomic, so two sockets joining at once never both get one.
-func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, retention time.Duration, limit int) ([]PendingNotification, error) {
+// ClaimPendingNotifications marks as delivered, and returns in order, the
+// channel's undelivered notifications younger than retention (at most
+// limit) that visible accepts: the ones the joining socket may see. The
+// others stay pending for a member who may. Each row is claimed by one
+// conditional UPDATE, so two sockets joining at once never both get one.
+func ClaimPendingNotifications(ctx context.Context, q Querier, channel string, retention time.Duration, limit int, visible func(frame json.RawMessage) bool) ([]PendingNotification, error) {
 	rows, err := q.Query(ctx, `
-		WITH claimed AS (
-			UPDATE pgpush.notifications SET delivered_at = now()
-			WHERE event_id IN (
-				SELECT event_id FROM pgpush.notifications
-				WHERE channel = $1 AND delivered_at IS NULL AND sent_at > now() - $2::interval
-				ORDER BY event_id LIMIT $3 FOR UPDATE SKIP LOCKED)
-			RETURNING event_id, frame
-		)
-		SELECT event_id, frame::text FROM claimed ORDER BY event_id`, channel, retention, limit)
+		SELECT event_id, frame::text FROM pgpush.notifications
+		WHERE channel = $1 AND delivered_at IS NULL AND sent_at > now() - $2::interval
+		ORDER BY event_id LIMIT $3`, channel, retention, limit)
 	if err != nil {
 		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
 	}
-	defer rows.Close()
-	var out []PendingNotification
-	for rows.Next() {
+	candidates, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (PendingNotification, error) {
 		var p PendingNotification
 		var f string
-		if err := rows.Scan(&p.EventID, &f); err != nil {
-			return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
-		}
+		err := row.Scan(&p.EventID, &f)
 		p.Frame = json.RawMessage(f)
-		out = append(out, p)
+		return p, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
 	}
-	return out, rows.Err()
+	var ids []int64
+	frames := make(map[int64]json.RawMessage)
+	for _, p := range candidates {
+		if visible(p.Frame) {
+			ids = append(ids, p.EventID)
+			frames[p.EventID] = p.Frame
+		}
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	rows, err = q.Query(ctx, `
+		UPDATE pgpush.notifications SET delivered_at = now()
+		WHERE event_id = ANY($1) AND delivered_at IS NULL
+		RETURNING event_id`, ids)
+	if err != nil {
+		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("claim pending notifications of %q: %w", channel, err)
+	}
+	slices.Sort(claimed)
+	out := make([]PendingNotification, len(claimed))
+	for i, id := range claimed {
+		out[i] = PendingNotification{EventID: id, Frame: frames[id]}
+	}
+	return out, nil
 }
 
 // MarkNotificationsDelivered records that the notification events ids

@@ -44,9 +44,10 @@ type Client struct {
 	// wakeMark is the fan-out round that last queued to this client; only
 	// Dispatch's goroutine touches it.
 	wakeMark uint64
-	// notifyEveryone caches whether the principal may receive
-	// notifications sent to everyone; refreshed when grants change.
-	notifyEveryone atomic.Bool
+	// notifyEveryone caches the principal's access to notifications sent
+	// to everyone, nil when it may not receive them; refreshed when
+	// grants change.
+	notifyEveryone atomic.Pointer[session.Access]
 
 	closeOnce   sync.Once
 	closing     chan struct{}
@@ -75,13 +76,12 @@ func (h *Hub) newClient(p *session.Principal, socketIO bool) *Client {
 
 // refreshAccess re-reads the cached per-client rights.
 func (c *Client) refreshAccess(ctx context.Context) {
-	_, err := c.hub.auth.Access(ctx, c.principal, db.NotifyEveryoneChannel)
-	c.notifyEveryone.Store(err == nil)
-}
-
-// mayReceive reports a cached right; only db.NotifyEveryoneChannel is cached.
-func (c *Client) mayReceive(channel string) bool {
-	return channel == db.NotifyEveryoneChannel && c.notifyEveryone.Load()
+	access, err := c.hub.auth.Access(ctx, c.principal, db.NotifyEveryoneChannel)
+	if err != nil {
+		c.notifyEveryone.Store(nil)
+		return
+	}
+	c.notifyEveryone.Store(&access)
 }
 
 // origin names this socket across instances.

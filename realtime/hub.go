@@ -38,8 +38,9 @@ type EventStore interface {
 	SendRoomMessage(ctx context.Context, room, sender, message, origin string, authenticated bool) error
 	// SendNotification stores a notification frame and emits it.
 	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
-	// ClaimPending takes the channel's notifications no socket received.
-	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error)
+	// ClaimPending takes the channel's notifications no socket received
+	// that visible accepts (frame: the notification-received frame).
+	ClaimPending(ctx context.Context, channel string, retention time.Duration, visible func(frame json.RawMessage) bool) ([]db.PendingNotification, error)
 }
 
 // ErrResyncRequired means a resume point is older than the retention.
@@ -249,7 +250,7 @@ func (h *Hub) Dispatch(events []*Event) {
 			}
 		case db.NotifyEveryoneChannel:
 			for _, c := range clients {
-				if c.mayReceive(db.NotifyEveryoneChannel) && c.queueWire(ev.frame(c.socketIO, true)) {
+				if c.receivesEveryone(ev) && c.queueWire(ev.frame(c.socketIO, true)) {
 					delivered++
 					touch(c)
 				}

@@ -93,8 +93,14 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		return
 	}
 	// Hold live notifications until the pending ones are out, so the
-	// member sees them in order.
-	pending, err := c.hub.store.ClaimPending(ctx, channel, c.hub.opts.Retention)
+	// member sees them in order. Only those the grant's --match lets this
+	// member see are claimed; the others wait for a member who may.
+	s.mu.Lock()
+	match := s.access.Match
+	s.mu.Unlock()
+	pending, err := c.hub.store.ClaimPending(ctx, channel, c.hub.opts.Retention, func(frame json.RawMessage) bool {
+		return matchVisible(&Event{Name: NotificationEvent, Channel: channel, Data: frame}, match)
+	})
 	if err != nil {
 		c.log.Error("claim pending notifications", "channel", channel, "err", err)
 	}
@@ -115,6 +121,70 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		c.send(p.Frame)
 	}
 	s.activate()
+}
+
+// notificationMatchData is the object a grant's --match looks at for ev
+// (SPEC §4: "a grant's --match applies to every delivery of the channel"):
+// for a notification, the notification's own data, the "data" inside the
+// notification-received frame that is the event's data; for any other
+// event, ev.Data. Every delivery path decides through matchVisible, which
+// uses it: live and replayed events (subscription.visible), pending
+// notifications (joinChannel) and notifications to everyone
+// (receivesEveryone, from Hub.Dispatch).
+func notificationMatchData(ev *Event) json.RawMessage {
+	if !isNotification(ev) {
+		return ev.Data
+	}
+	var frame struct {
+		Data struct {
+			Data json.RawMessage `json:"data"`
+		} `json:"data"`
+	}
+	if json.Unmarshal(ev.Data, &frame) != nil {
+		return nil
+	}
+	return frame.Data.Data
+}
+
+// isNotification reports whether ev is a notification-received frame:
+// only pgpush writes notification channels (ReservedChannel), so a custom
+// event cannot pass for one.
+func isNotification(ev *Event) bool {
+	return ev.Name == NotificationEvent && strings.HasPrefix(ev.Channel, db.NotifyPrefix)
+}
+
+// matchVisible reports whether ev passes a grant's match rules (data field
+// → the value the user's attribute holds), looked up in
+// notificationMatchData(ev). A field that is absent, or data that is not an
+// object, matches nothing.
+func matchVisible(ev *Event, match map[string]string) bool {
+	if len(match) == 0 {
+		return true
+	}
+	field := ev.Field // ev.Data's fields, decoded once per event
+	if isNotification(ev) {
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal(notificationMatchData(ev), &fields) // not an object: no fields
+		field = func(name string) (json.RawMessage, bool) {
+			v, ok := fields[name]
+			return v, ok
+		}
+	}
+	for name, want := range match {
+		got, ok := field(name)
+		if !ok || !matchesAttr(got, want) {
+			return false
+		}
+	}
+	return true
+}
+
+// receivesEveryone reports whether notification ev, sent to everyone,
+// reaches c: c may receive such notifications and ev passes the match
+// rules of c's grant on them.
+func (c *Client) receivesEveryone(ev *Event) bool {
+	access := c.notifyEveryone.Load()
+	return access != nil && matchVisible(ev, access.Match)
 }
 
 func (c *Client) leaveChannel(msg clientMessage) {

@@ -178,6 +178,44 @@ func TestJSONEqualAndMatch(t *testing.T) {
 	}
 }
 
+func TestMatchVisible(t *testing.T) {
+	t.Parallel()
+	frame := func(data string) string {
+		return `{"type":"notification-received","data":{"id":"x","title":"t","customer_id":46,"data":` + data + `}}`
+	}
+	match := map[string]string{"customer_id": "45"}
+	tests := []struct {
+		name          string
+		channel, kind string
+		data          string
+		match         map[string]string
+		want          bool
+	}{
+		{"row change, own", "order_changes", "order:updated", `{"customer_id":45}`, match, true},
+		{"row change, other's", "order_changes", "order:updated", `{"customer_id":46}`, match, false},
+		{"no match rules", "order_changes", "order:updated", `{}`, nil, true},
+		{"notification, own data", "notify:orders", NotificationEvent, frame(`{"customer_id":"45"}`), match, true},
+		{"notification, other's data", "notify:orders", NotificationEvent, frame(`{"customer_id":46}`), match, false},
+		{"notification to everyone, own data", "notify:*", NotificationEvent, frame(`{"customer_id":45}`), match, true},
+		{"notification, null data", "notify:orders", NotificationEvent, frame(`null`), match, false},
+		{"notification, data not an object", "notify:orders", NotificationEvent, frame(`[45]`), match, false},
+		{"notification, no match rules", "notify:orders", NotificationEvent, frame(`null`), nil, true},
+		// The frame's own fields are not the notification's data.
+		{"notification, field only in the frame", "notify:orders", NotificationEvent, frame(`{}`), map[string]string{"title": "t"}, false},
+		// Only notification channels hold notification frames.
+		{"custom event named like a notification", "order_changes", NotificationEvent, `{"customer_id":45,"data":{"data":{"customer_id":46}}}`, match, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev := &Event{Channel: tt.channel, Name: tt.kind, Data: json.RawMessage(tt.data)}
+			if got := matchVisible(ev, tt.match); got != tt.want {
+				t.Errorf("matchVisible(%s on %s: %s, %v) = %t, want %t", tt.kind, tt.channel, tt.data, tt.match, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestEventEncoding(t *testing.T) {
 	t.Parallel()
 	ev := &Event{

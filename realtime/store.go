@@ -75,6 +75,6 @@ func (s PoolStore) SendNotification(ctx context.Context, channel string, frame j
 }
 
 // ClaimPending implements EventStore.
-func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error) {
-	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, db.MaxPendingNotifications)
+func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration, visible func(frame json.RawMessage) bool) ([]db.PendingNotification, error) {
+	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, db.MaxPendingNotifications, visible)
 }

@@ -43,11 +43,8 @@ func newSubscription(c *Client, channel string, access session.Access) *subscrip
 
 // visible applies the grant's match rules and the client's filter.
 func (s *subscription) visible(ev *Event, access session.Access) bool {
-	for field, want := range access.Match {
-		got, ok := ev.Field(field)
-		if !ok || !matchesAttr(got, want) {
-			return false
-		}
+	if !matchVisible(ev, access.Match) {
+		return false
 	}
 	for field, want := range s.filter {
 		got, ok := ev.Field(field)

@@ -10,12 +10,15 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/pgpush/pgpush/session"
 )
 
 // rawPost posts body with the given Content-Type and Origin (either may be
@@ -456,5 +459,97 @@ func TestSessionsPerUser(t *testing.T) {
 	}
 	if got := countRows(t, pool, `SELECT count(*) FROM pgpush.sessions s JOIN pgpush.users u ON u.id = s.user_id WHERE u.email = 'ana@shop.example.com'`); got != 20 {
 		t.Errorf("sessions stored: %d, want 20", got)
+	}
+}
+
+// nextNotification reads frames until a notification-received and returns
+// its payload; server-stats pushes and answers of other kinds are skipped.
+func nextNotification(t *testing.T, c *wsClient) map[string]any {
+	t.Helper()
+	for {
+		m := c.read()
+		if m["type"] == "notification-received" {
+			return m["data"].(map[string]any)
+		}
+		if m["type"] == "error" || m["type"] == "error-message" {
+			t.Fatalf("got %v, want notification-received", m)
+		}
+	}
+}
+
+// notificationCustomer is the customer_id in a notification's data.
+func notificationCustomer(n map[string]any) any {
+	data, _ := n["data"].(map[string]any)
+	return data["customer_id"]
+}
+
+// TestNotificationMatch: with `grant 'notify:*' --match
+// customer_id=customer_id`, a customer gets only notifications whose data
+// carries their customer_id: pending ones (the others stay pending for the
+// customer they belong to, and pendingCount counts only what the joiner
+// gets), live ones on a named channel, and those sent to everyone.
+func TestNotificationMatch(t *testing.T) {
+	t.Parallel()
+	pool, url, password := newShop(t)
+	secGrant(t, pool, session.Grant{Channel: "notify:*", Role: "customer", Match: map[string]string{"customer_id": "customer_id"}})
+	store := secStore(t, pool)
+	secAddUser(t, store, "c45@shop.example.com", "customer", map[string]string{"customer_id": "45"})
+	secAddUser(t, store, "c46@shop.example.com", "customer", map[string]string{"customer_id": "46"})
+	srv := startServer(t, url, nil)
+	admin := srv.connect(t, srv.admin(t, password))
+	notify := func(channel string, customer int, title string) {
+		t.Helper()
+		n := map[string]any{"type": "info", "title": title, "message": "m", "data": map[string]any{"customer_id": customer}}
+		if channel != "" {
+			n["channel"] = channel
+		}
+		admin.send(map[string]any{"type": "send-notification", "data": n})
+		for admin.read()["type"] != "notification-sent" { // an everyone-notification also reaches the admin
+		}
+	}
+
+	// Pending: sent while the channel has no member.
+	notify("orders", 46, "for 46")
+	notify("orders", 45, "for 45")
+	eventually(t, waitTimeout, func() bool { // dispatched with no member: pending
+		_, body := srv.request(t, http.MethodGet, "/metrics", nil, nil)
+		return regexp.MustCompile(`(?m)^pgpush_events_received_total [2-9]`).Match(body)
+	})
+	c45 := srv.connect(t, srv.login(t, "c45@shop.example.com", secPassword))
+	c45.send(map[string]any{"type": "join-channel", "data": "orders"})
+	if got := c45.expectType("channel-joined")["data"].(map[string]any); got["pendingCount"] != float64(1) {
+		t.Fatalf("customer 45 joined with %v, want pendingCount 1", got)
+	}
+	if got := nextNotification(t, c45); got["title"] != "for 45" {
+		t.Fatalf("customer 45's pending notification: %v, want the one for 45", got)
+	}
+	c46 := srv.connect(t, srv.login(t, "c46@shop.example.com", secPassword))
+	c46.send(map[string]any{"type": "join-channel", "data": "orders"})
+	if got := c46.expectType("channel-joined")["data"].(map[string]any); got["pendingCount"] != float64(1) {
+		t.Fatalf("customer 46 joined with %v, want pendingCount 1 (left pending by 45)", got)
+	}
+	if got := nextNotification(t, c46); got["title"] != "for 46" {
+		t.Fatalf("customer 46's pending notification: %v, want the one for 46", got)
+	}
+
+	// Live, to the named channel: each gets their own, in order; the next
+	// one each receives after the other's shows nothing leaked.
+	notify("orders", 46, "live for 46")
+	notify("orders", 45, "live for 45")
+	if got := nextNotification(t, c45); got["title"] != "live for 45" {
+		t.Errorf("customer 45 live: %v, want only the one for 45", got)
+	}
+	if got := nextNotification(t, c46); got["title"] != "live for 46" {
+		t.Errorf("customer 46 live: %v, want the one for 46", got)
+	}
+
+	// To everyone: the same rule on the notification's data.
+	notify("", 46, "everyone, 46's data")
+	notify("", 45, "everyone, 45's data")
+	if got := nextNotification(t, c45); got["title"] != "everyone, 45's data" || notificationCustomer(got) != float64(45) {
+		t.Errorf("customer 45 got %v, want only the notification carrying 45's data", got)
+	}
+	if got := nextNotification(t, c46); got["title"] != "everyone, 46's data" {
+		t.Errorf("customer 46 got %v, want the notification carrying 46's data", got)
 	}
 }
