@@ -35,6 +35,9 @@ const (
 
 var notificationTypes = []string{"info", "success", "warning", "error"}
 
+// accessCheckWait bounds the access checks of one channels-list.
+const accessCheckWait = 5 * time.Second
+
 // dataFrame encodes {"type":typ,"data":data}.
 func dataFrame(typ string, data any) []byte {
 	b, _ := json.Marshal(struct {
@@ -312,15 +315,26 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	c.send(dataFrame("notification-sent", n))
 }
 
+// getChannels answers channels-list: this instance's notification
+// channels with members, those the caller may join only (a channel's name
+// can itself be sensitive).
 func (c *Client) getChannels() {
 	c.statsListener.Store(true)
 	type channelInfo struct {
 		Name        string `json:"name"`
 		ClientCount int    `json:"clientCount"`
 	}
+	// Access to a notification channel is decided from cached grants,
+	// without a query; the deadline only guards an Authorizer that would.
+	ctx, cancel := context.WithTimeout(context.Background(), accessCheckWait)
+	defer cancel()
 	list := []channelInfo{}
 	for ch, n := range c.hub.ChannelCounts() {
-		if name, ok := strings.CutPrefix(ch, db.NotifyPrefix); ok {
+		name, ok := strings.CutPrefix(ch, db.NotifyPrefix)
+		if !ok {
+			continue
+		}
+		if _, err := c.hub.auth.Access(ctx, c.principal, ch); err == nil {
 			list = append(list, channelInfo{name, n})
 		}
 	}

@@ -553,3 +553,71 @@ func TestNotificationMatch(t *testing.T) {
 		t.Errorf("customer 46 got %v, want the notification carrying 46's data", got)
 	}
 }
+
+// channelsList asks for get-channels and returns the names listed.
+func channelsList(t *testing.T, c *wsClient) []string {
+	t.Helper()
+	c.send(map[string]any{"type": "get-channels"})
+	for {
+		m := c.read()
+		if m["type"] != "channels-list" {
+			continue // server-stats
+		}
+		var names []string
+		for _, ch := range m["data"].([]any) {
+			names = append(names, ch.(map[string]any)["name"].(string))
+		}
+		return names
+	}
+}
+
+// TestChannelListsOnlyWhatCallerMayJoin: get-channels' channels-list,
+// GET /api/v1/channels and GET /rooms list only what the caller may join
+// or subscribe to; with notify:* revoked from anonymous, channels-list
+// still named an admin's notification channel.
+func TestChannelListsOnlyWhatCallerMayJoin(t *testing.T) {
+	t.Parallel()
+	pool, url, password := newShop(t)
+	secRevoke(t, pool, "notify:*", session.RoleAnonymous)
+	secRevoke(t, pool, "room:*", session.RoleAnonymous)
+	secGrant(t, pool, session.Grant{Channel: "room:public-*", Role: session.RoleAnonymous, Publish: true})
+	secGrant(t, pool, session.Grant{Channel: "notify:public-*", Role: "customer"})
+	secGrant(t, pool, session.Grant{Channel: "order_changes", Role: "customer", Match: map[string]string{"customer_id": "customer_id"}})
+	store := secStore(t, pool)
+	secAddUser(t, store, "ada@shop.example.com", "customer", map[string]string{"customer_id": "1"})
+	secAddUser(t, store, "nobody@shop.example.com", "customer", nil) // no customer_id
+	exec(t, pool, `INSERT INTO pgpush.room_messages (room_id, sender, message) VALUES ('public-a', 'x', 'y'), ('staff', 'x', 'y')`)
+	srv := startServer(t, url, nil)
+
+	admin := srv.connect(t, srv.admin(t, password))
+	for _, ch := range []string{"ops-secret-incident-4711", "public-news"} {
+		admin.send(map[string]any{"type": "join-channel", "data": ch})
+		admin.expectType("channel-joined")
+	}
+	ada := srv.login(t, "ada@shop.example.com", secPassword)
+	nobody := srv.login(t, "nobody@shop.example.com", secPassword)
+
+	if got := channelsList(t, srv.anonymous(t)); len(got) != 0 {
+		t.Errorf("anonymous channels-list %v, want none (anonymous may join no notification channel)", got)
+	}
+	if got := channelsList(t, srv.connect(t, ada)); !slices.Equal(got, []string{"public-news"}) {
+		t.Errorf("customer channels-list %v, want [public-news]", got)
+	}
+	if got := channelsList(t, admin); !slices.Equal(got, []string{"ops-secret-incident-4711", "public-news"}) {
+		t.Errorf("admin channels-list %v, want both channels", got)
+	}
+
+	if _, got := secChannels(t, srv, ada); !mapsEqual(got, map[string]int{"order_changes": 0, "notify:public-*": 0}) {
+		t.Errorf("GET /api/v1/channels for a customer: %v, want order_changes and notify:public-*", got)
+	}
+	if _, got := secChannels(t, srv, nobody); !mapsEqual(got, map[string]int{"notify:public-*": 0}) {
+		t.Errorf("GET /api/v1/channels for a customer without customer_id: %v, want only notify:public-* (order_changes needs the attribute)", got)
+	}
+
+	if got := getRooms(t, srv, nil); !slices.Equal(got, []string{"public-a"}) {
+		t.Errorf("GET /rooms for anonymous: %v, want [public-a]", got)
+	}
+	if got := getRooms(t, srv, srv.admin(t, password)); len(got) != 2 {
+		t.Errorf("GET /rooms for the admin: %v, want both rooms", got)
+	}
+}
