@@ -158,7 +158,7 @@ func (p *Policy) Access(ctx context.Context, pr *Principal, channel string) (Acc
 	}
 	p.mu.RLock()
 	known := p.watched[channel] || p.known[channel] || db.BuiltinChannel(channel)
-	best, granted := p.bestGrantLocked(pr.Role, channel)
+	best, granted := p.decidingGrantLocked(pr, channel)
 	p.mu.RUnlock()
 
 	if !known && !granted {
@@ -190,6 +190,21 @@ func (p *Policy) bestGrantLocked(role, channel string) (best *Grant, anyGrant bo
 		if g.Role == role && (best == nil || moreSpecific(g.Channel, best.Channel)) {
 			best = g
 		}
+	}
+	return best, anyGrant
+}
+
+// decidingGrantLocked returns the grant that decides pr's rights on
+// channel: its role's most specific one, or, for a logged-in user whose
+// role holds none there, role anonymous's. What a socket without a session
+// may do, a logged-in user may do too, unless the operator gave the role a
+// grant of its own there (the demo grants rooms and notifications to
+// anonymous only, and a logged-in customer could join no room). anyGrant
+// is as for bestGrantLocked. Callers hold p.mu.
+func (p *Policy) decidingGrantLocked(pr *Principal, channel string) (best *Grant, anyGrant bool) {
+	best, anyGrant = p.bestGrantLocked(pr.Role, channel)
+	if best == nil && pr.Role != RoleAnonymous && pr.Role != RoleAdmin {
+		best, _ = p.bestGrantLocked(RoleAnonymous, channel)
 	}
 	return best, anyGrant
 }
@@ -233,7 +248,7 @@ func (p *Policy) VisibleChannels(pr *Principal) []string {
 		if slices.Contains(out, ch) {
 			return
 		}
-		best, _ := p.bestGrantLocked(pr.Role, ch)
+		best, _ := p.decidingGrantLocked(pr, ch)
 		if _, err := resolve(pr, best); err == nil {
 			out = append(out, ch)
 		}
@@ -242,7 +257,8 @@ func (p *Policy) VisibleChannels(pr *Principal) []string {
 		add(ch)
 	}
 	for _, g := range p.grants {
-		if pr.Role == RoleAdmin || g.Role == pr.Role {
+		// add decides whether an anonymous grant applies to pr.
+		if pr.Role == RoleAdmin || g.Role == pr.Role || g.Role == RoleAnonymous {
 			add(g.Channel)
 		}
 	}

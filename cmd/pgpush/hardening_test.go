@@ -607,11 +607,12 @@ func TestChannelListsOnlyWhatCallerMayJoin(t *testing.T) {
 		t.Errorf("admin channels-list %v, want both channels", got)
 	}
 
-	if _, got := secChannels(t, srv, ada); !mapsEqual(got, map[string]int{"order_changes": 0, "notify:public-*": 0}) {
-		t.Errorf("GET /api/v1/channels for a customer: %v, want order_changes and notify:public-*", got)
+	// room:public-* is anonymous's, which every logged-in user has too.
+	if _, got := secChannels(t, srv, ada); !mapsEqual(got, map[string]int{"order_changes": 0, "notify:public-*": 0, "room:public-*": 0}) {
+		t.Errorf("GET /api/v1/channels for a customer: %v, want order_changes, notify:public-* and room:public-*", got)
 	}
-	if _, got := secChannels(t, srv, nobody); !mapsEqual(got, map[string]int{"notify:public-*": 0}) {
-		t.Errorf("GET /api/v1/channels for a customer without customer_id: %v, want only notify:public-* (order_changes needs the attribute)", got)
+	if _, got := secChannels(t, srv, nobody); !mapsEqual(got, map[string]int{"notify:public-*": 0, "room:public-*": 0}) {
+		t.Errorf("GET /api/v1/channels for a customer without customer_id: %v, want notify:public-* and room:public-* (order_changes needs the attribute)", got)
 	}
 
 	if got := getRooms(t, srv, nil); !slices.Equal(got, []string{"public-a"}) {
@@ -619,5 +620,53 @@ func TestChannelListsOnlyWhatCallerMayJoin(t *testing.T) {
 	}
 	if got := getRooms(t, srv, srv.admin(t, password)); len(got) != 2 {
 		t.Errorf("GET /rooms for the admin: %v, want both rooms", got)
+	}
+}
+
+// TestLoggedInUserCanDoWhatAnonymousCan: with the demo's grants (rooms and
+// notifications to anonymous), a logged-in customer, whose role holds no
+// grant of its own there, could not join the rooms every anonymous client
+// could. A login never takes rights away.
+func TestLoggedInUserCanDoWhatAnonymousCan(t *testing.T) {
+	t.Parallel()
+	pool, url, _ := newShop(t)
+	secAddUser(t, secStore(t, pool), "ana@shop.example.com", "customer", nil)
+	srv := startServer(t, url, nil)
+	cookie := srv.login(t, "ana@shop.example.com", secPassword)
+	ana := srv.connect(t, cookie)
+	ana.send(map[string]string{"type": "join-room", "room_id": "general"})
+	ana.send(map[string]string{"type": "send-message", "room_id": "general", "message": "hello"})
+	if got := expectMessage(t, ana); got["from"] != "ana@shop.example.com" || got["authenticated"] != true {
+		t.Fatalf("customer's message: %v, want it from ana@shop.example.com, authenticated", got)
+	}
+	ana.send(map[string]any{"type": "join-channel", "data": "devops"})
+	ana.expectType("channel-joined")
+	ana.send(map[string]any{"type": "send-notification", "data": map[string]any{"channel": "devops", "type": "info", "title": "t", "message": "m"}})
+	for {
+		m := ana.read()
+		if m["type"] == "notification-sent" {
+			break
+		}
+		if m["type"] == "error-message" {
+			t.Fatalf("customer's notification refused: %v", m)
+		}
+	}
+	if _, got := secChannels(t, srv, cookie); !mapsEqual(got, map[string]int{"room:*": 0, "notify:*": 0}) {
+		t.Errorf("GET /api/v1/channels for the customer: %v, want room:* and notify:*", got)
+	}
+	if got := getRooms(t, srv, cookie); !slices.Equal(got, []string{"general"}) {
+		t.Errorf("GET /rooms for the customer: %v, want [general]", got)
+	}
+	// Change channels stay as the customer's role makes them: none.
+	ana.send(map[string]any{"type": "subscribe", "channel": "order_changes"})
+	for {
+		m := ana.read()
+		if m["type"] == "notification-received" || m["type"] == "server-stats" {
+			continue // her own notification, as a member of devops
+		}
+		if m["type"] != "error" || m["channel"] != "order_changes" {
+			t.Fatalf("subscribe to order_changes: %v, want an error", m)
+		}
+		break
 	}
 }
