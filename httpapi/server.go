@@ -31,6 +31,16 @@ import (
 // maxBodyBytes bounds request bodies; pgpush's bodies are small JSON.
 const maxBodyBytes = 1 << 20
 
+// maxSocketIOPayload bounds a Socket.IO packet, and so a long-polling POST
+// body (413) and a WebSocket frame (closed): the same 64 KiB as a /ws
+// frame (realtime.Options.MaxFrameBytes' default), announced to clients as
+// the handshake's maxPayload.
+const maxSocketIOPayload = 64 << 10
+
+// maxSocketIOAuthBytes bounds a Socket.IO client's auth payload ({user_id,
+// username}), which the socket keeps for its lifetime.
+const maxSocketIOAuthBytes = 4 << 10
+
 // Server holds what the routes need. Every field is required unless noted.
 type Server struct {
 	Pool     *pgxpool.Pool
@@ -68,9 +78,12 @@ type Limits struct {
 	// LoginFailuresPerAccount failed logins for one account before 429;
 	// one more is allowed every minute. Default 5.
 	LoginFailuresPerAccount int
-	// SocketsPerAddress caps open sockets from one address (HTTP 429
-	// beyond). Default 200.
+	// SocketsPerAddress caps open sockets from one address, /ws and
+	// Socket.IO sessions together (HTTP 429 beyond). Default 200.
 	SocketsPerAddress int
+	// SocketIOSessions caps Socket.IO sessions on this instance, whatever
+	// their address (HTTP 503 beyond). Default 10,000.
+	SocketIOSessions int
 }
 
 // Handler returns the routes. Unknown paths get 404 and wrong methods 405,
@@ -84,6 +97,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Limits.SocketsPerAddress <= 0 {
 		s.Limits.SocketsPerAddress = 200
+	}
+	if s.Limits.SocketIOSessions <= 0 {
+		s.Limits.SocketIOSessions = 10_000
 	}
 	s.loginByAddr = newKeyedLimiter(3*time.Second, s.Limits.LoginFailuresPerAddress)
 	s.loginByEmail = newKeyedLimiter(time.Minute, s.Limits.LoginFailuresPerAccount)
@@ -132,11 +148,22 @@ func (s *Server) Handler() http.Handler {
 	route("/readyz", map[string]http.HandlerFunc{http.MethodGet: s.readyz})
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
 	s.socketIO = &socketio.Server{
+		MaxPayload:  maxSocketIOPayload,
+		MaxSessions: s.Limits.SocketIOSessions,
 		CheckRequest: func(r *http.Request) error {
 			if !s.originAllowed(r) {
 				return errors.New("origin not allowed")
 			}
 			return nil
+		},
+		// A Socket.IO session is a socket like a /ws one: it holds a slot
+		// of its address from the handshake until the session ends.
+		Acquire: func(r *http.Request) (func(), bool) {
+			addr := s.Proxies.ClientIP(r)
+			if !s.conns.acquire(addr) {
+				return nil, false
+			}
+			return func() { s.conns.release(addr) }, true
 		},
 		OnConnect: s.serveSocketIO,
 		Logger:    s.Logger,
@@ -551,6 +578,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 // cookie, else anonymous when allowed, named by its auth payload) and
 // hands it to the hub.
 func (s *Server) serveSocketIO(sock *socketio.Socket) {
+	if len(sock.Auth()) > maxSocketIOAuthBytes {
+		_ = sock.Emit("error", map[string]string{
+			"message": fmt.Sprintf("auth: at most %d KiB ({user_id, username})", maxSocketIOAuthBytes>>10)})
+		sock.Close("auth payload too large")
+		return
+	}
 	p, err := s.principal(sock.Request())
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {
@@ -561,11 +594,12 @@ func (s *Server) serveSocketIO(sock *socketio.Socket) {
 	}
 	if p.Anonymous() {
 		var auth struct {
-			UserID   any    `json:"user_id"`
 			Username string `json:"username"`
 		}
 		if json.Unmarshal(sock.Auth(), &auth) == nil && auth.Username != "" {
-			p.Name = auth.Username
+			// Checked (length, e-mail look-alike) where it is used, as a
+			// sender's name, so the client hears why then.
+			p.Name = realtime.BoundName(auth.Username)
 		}
 	}
 	s.Hub.ServeSocketIO(context.Background(), sock, p)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -668,5 +669,136 @@ func TestLoggedInUserCanDoWhatAnonymousCan(t *testing.T) {
 			t.Fatalf("subscribe to order_changes: %v, want an error", m)
 		}
 		break
+	}
+}
+
+// sioPoll is an Engine.IO long-polling session driven by hand.
+type sioPoll struct {
+	t    *testing.T
+	srv  *testServer
+	url  string // with sid
+	open map[string]any
+}
+
+// sioDo sends one Engine.IO polling request and returns status and body.
+func (s *testServer) sioDo(t *testing.T, method, url, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "text/plain;charset=UTF-8")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// sioHandshake opens a polling session; it returns nil and the status
+// when the handshake is refused.
+func (s *testServer) sioHandshake(t *testing.T) (*sioPoll, int) {
+	t.Helper()
+	status, body := s.sioDo(t, http.MethodGet, s.base+"/socket.io/?EIO=4&transport=polling", "")
+	if status != http.StatusOK {
+		return nil, status
+	}
+	var open map[string]any
+	if !strings.HasPrefix(body, "0") || json.Unmarshal([]byte(body[1:]), &open) != nil {
+		t.Fatalf("handshake answer %q, want an open packet", body)
+	}
+	p := &sioPoll{t: t, srv: s, url: s.base + "/socket.io/?EIO=4&transport=polling&sid=" + open["sid"].(string), open: open}
+	t.Cleanup(func() { s.sioDo(t, http.MethodPost, p.url, "1") }) // close, so shutdown need not wait
+	return p, status
+}
+
+func (p *sioPoll) post(body string) int {
+	p.t.Helper()
+	status, _ := p.srv.sioDo(p.t, http.MethodPost, p.url, body)
+	return status
+}
+
+// until polls until a packet starting with prefix arrives and returns it.
+func (p *sioPoll) until(prefix string) string {
+	p.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		status, body := p.srv.sioDo(p.t, http.MethodGet, p.url, "")
+		if status != http.StatusOK {
+			p.t.Fatalf("poll: %d %q", status, body)
+		}
+		for _, packet := range strings.Split(body, "\x1e") {
+			if packet == "2" {
+				p.post("3")
+			}
+			if strings.HasPrefix(packet, prefix) {
+				return packet
+			}
+		}
+	}
+	p.t.Fatalf("no packet starting with %q", prefix)
+	return ""
+}
+
+// TestSocketIOLimits: one address opened 5,000 Socket.IO sessions, and 150
+// handshakes with 900 KB usernames took the server to 351 MB. Socket.IO
+// sessions count against SOCKETS_PER_ADDRESS together with /ws (429 on the
+// handshake beyond), packets and polling bodies are capped at 64 KiB like
+// /ws frames (413), and the auth payload is bounded.
+func TestSocketIOLimits(t *testing.T) {
+	t.Parallel()
+	_, url, _ := newShop(t)
+	srv := startServer(t, url, func(c *serverConfig) { c.Limits.SocketsPerAddress = 3 })
+	srv.anonymous(t) // one /ws socket
+	a, _ := srv.sioHandshake(t)
+	if got := a.open["maxPayload"]; got != float64(64<<10) {
+		t.Errorf("handshake maxPayload %v, want 65536", got)
+	}
+	srv.sioHandshake(t)
+	if _, status := srv.sioHandshake(t); status != http.StatusTooManyRequests {
+		t.Fatalf("4th socket of the address as a Socket.IO handshake: %d, want 429", status)
+	}
+	if _, resp, err := srv.dial(t, "/ws", nil, nil); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("4th socket of the address on /ws: %v %v, want 429", err, resp)
+	}
+	// Ending a Socket.IO session frees its slot.
+	a.post("1")
+	var b *sioPoll
+	eventually(t, waitTimeout, func() bool {
+		b, _ = srv.sioHandshake(t)
+		return b != nil
+	})
+
+	// 64 KiB: a packet of exactly that much passes, one byte more is 413.
+	if status := b.post("40"); status != http.StatusOK {
+		t.Fatalf("CONNECT: %d", status)
+	}
+	b.until("42[\"connection-confirmed\"")
+	event := func(size int) string {
+		prefix := `42["get-stats","`
+		return prefix + strings.Repeat("x", size-len(prefix)-2) + `"]`
+	}
+	if status := b.post(event(64 << 10)); status != http.StatusOK {
+		t.Errorf("POST of 64 KiB: %d, want 200", status)
+	}
+	if status := b.post(event(64<<10 + 1)); status != http.StatusRequestEntityTooLarge {
+		t.Errorf("POST of 64 KiB + 1: %d, want 413", status)
+	}
+
+	// An auth payload over 4 KiB is refused with an error event.
+	eventually(t, waitTimeout, func() bool { // b's slot is freed by the 413
+		b, _ = srv.sioHandshake(t)
+		return b != nil
+	})
+	if status := b.post(`40{"username":"` + strings.Repeat("u", 5<<10) + `"}`); status != http.StatusOK {
+		t.Fatalf("CONNECT with a 5 KiB auth: %d", status)
+	}
+	if got := b.until(`42["error"`); !strings.Contains(got, "auth") {
+		t.Errorf("CONNECT with a 5 KiB auth got %q, want an error about the auth payload", got)
 	}
 }
