@@ -90,3 +90,23 @@ func BenchmarkMatchAndFilter(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNotificationMatch: one notification to everyone, with 16 KiB
+// of data, checked against the --match rule of 1,000 sockets, as Dispatch
+// does for each of them.
+func BenchmarkNotificationMatch(b *testing.B) {
+	const sockets = 1000
+	data := fmt.Sprintf(`{"customer_id":45,"pad":"%0*d"}`, 16<<10-40, 0)
+	frame := json.RawMessage(`{"type":"notification-received","data":{"id":"x","title":"t","message":"m","data":` + data + `}}`)
+	match := map[string]string{"customer_id": "45"}
+	b.ReportAllocs()
+	for b.Loop() {
+		ev := &Event{Channel: db.NotifyEveryoneChannel, Name: NotificationEvent, Data: frame}
+		for range sockets {
+			if !matchVisible(ev, match) {
+				b.Fatal("no match")
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*sockets), "ns/socket")
+}

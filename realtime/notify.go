@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -156,6 +157,29 @@ func isNotification(ev *Event) bool {
 	return ev.Name == NotificationEvent && strings.HasPrefix(ev.Channel, db.NotifyPrefix)
 }
 
+// matchedNotification is a notification's match data, decoded.
+type matchedNotification struct {
+	ev     *Event
+	fields map[string]json.RawMessage // read-only once stored
+}
+
+// lastMatched caches the last notification whose match data was decoded:
+// Dispatch asks for every socket in turn about one notification to
+// everyone, which would otherwise decode up to 16 KiB of data per socket.
+var lastMatched atomic.Pointer[matchedNotification]
+
+// notificationMatchFields returns notificationMatchData(ev)'s fields, nil
+// when it is not an object.
+func notificationMatchFields(ev *Event) map[string]json.RawMessage {
+	if m := lastMatched.Load(); m != nil && m.ev == ev {
+		return m.fields
+	}
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(notificationMatchData(ev), &fields) // not an object: no fields
+	lastMatched.Store(&matchedNotification{ev, fields})
+	return fields
+}
+
 // matchVisible reports whether ev passes a grant's match rules (data field
 // → the value the user's attribute holds), looked up in
 // notificationMatchData(ev). A field that is absent, or data that is not an
@@ -166,8 +190,7 @@ func matchVisible(ev *Event, match map[string]string) bool {
 	}
 	field := ev.Field // ev.Data's fields, decoded once per event
 	if isNotification(ev) {
-		var fields map[string]json.RawMessage
-		_ = json.Unmarshal(notificationMatchData(ev), &fields) // not an object: no fields
+		fields := notificationMatchFields(ev)
 		field = func(name string) (json.RawMessage, bool) {
 			v, ok := fields[name]
 			return v, ok
