@@ -39,22 +39,44 @@ const (
 	NotifyEveryoneChannel = NotifyPrefix + "*"
 )
 
+// MaxBuiltinNameChars is the longest room id or notification channel name,
+// without its "room:" or "notify:" prefix (SPEC §4).
+const MaxBuiltinNameChars = 200
+
 var (
-	// namePattern is what a room id, a notification channel name, an
-	// entity and a data field name may be.
+	// namePattern is what an entity, a data field name and a user
+	// attribute in a grant may be.
 	namePattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,100}$`)
-	// channelPattern is what any channel name may be; ':' separates a
-	// built-in prefix from its name.
+	// builtinNamePattern is what a room id and a notification channel name
+	// may be. ASCII only, so its length in bytes is its length in characters.
+	builtinNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.\-]{1,200}$`)
+	// channelPattern is what any other channel name may be; ':' separates
+	// a built-in prefix from its name.
 	channelPattern = regexp.MustCompile(`^[A-Za-z0-9_.:\-]{1,200}$`)
 )
 
-// ValidName reports whether s may name a room, a notification channel, an
-// entity or a data field: 1 to 100 letters, digits, _ . -
+// ValidName reports whether s may name an entity, a data field or a user
+// attribute: 1 to 100 letters, digits, _ . -
 func ValidName(s string) bool { return namePattern.MatchString(s) }
 
+// ValidBuiltinName reports whether s may name a chat room or a
+// notification channel: 1 to MaxBuiltinNameChars letters, digits, _ . -
+func ValidBuiltinName(s string) bool { return builtinNamePattern.MatchString(s) }
+
 // ValidChannel reports whether name may be used as a channel: 1 to 200
-// letters, digits, _ . : -
-func ValidChannel(name string) bool { return channelPattern.MatchString(name) }
+// letters, digits, _ . : -, or a room or notification channel prefix
+// followed by a valid built-in name (so up to 207 in all).
+func ValidChannel(name string) bool {
+	if channelPattern.MatchString(name) {
+		return true
+	}
+	for _, prefix := range []string{RoomPrefix, NotifyPrefix} {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			return ValidBuiltinName(rest)
+		}
+	}
+	return false
+}
 
 // ValidChannelPattern reports whether pattern may be granted: a channel
 // name, optionally ending in '*' (a bare "*" means every channel).

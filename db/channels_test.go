@@ -30,6 +30,34 @@ func TestParseControl(t *testing.T) {
 	}
 }
 
+func TestValidNames(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		s     string
+		valid func(string) bool
+		want  bool
+	}{
+		{"name of 100", strings.Repeat("a", 100), ValidName, true},
+		{"name of 101", strings.Repeat("a", 101), ValidName, false},
+		{"room id of 200", strings.Repeat("r", 200), ValidBuiltinName, true},
+		{"room id of 201", strings.Repeat("r", 201), ValidBuiltinName, false},
+		{"room id with a colon", "a:b", ValidBuiltinName, false},
+		{"empty room id", "", ValidBuiltinName, false},
+		{"channel of 200", strings.Repeat("c", 200), ValidChannel, true},
+		{"channel of 201", strings.Repeat("c", 201), ValidChannel, false},
+		{"room channel of 205", RoomChannel(strings.Repeat("r", 200)), ValidChannel, true},
+		{"notify channel of 207", NotifyChannel(strings.Repeat("n", 200)), ValidChannel, true},
+		{"room channel of 206", RoomChannel(strings.Repeat("r", 201)), ValidChannel, false},
+		{"long room channel with a colon", RoomChannel(strings.Repeat("r", 199) + ":"), ValidChannel, false},
+	}
+	for _, tt := range tests {
+		if got := tt.valid(tt.s); got != tt.want {
+			t.Errorf("%s: got %t, want %t", tt.name, got, tt.want)
+		}
+	}
+}
+
 // FuzzParseControl: the notification decoder never panics, and what it
 // accepts re-encodes to the same payload.
 func FuzzParseControl(f *testing.F) {

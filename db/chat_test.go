@@ -44,7 +44,7 @@ type roomFrame struct {
 func TestSendRoomMessage(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	sentAt, err := db.SendRoomMessage(ctx, pool, "general", "Will", "hi \"all\"", "i1:7")
+	sentAt, err := db.SendRoomMessage(ctx, pool, "general", "Will", "hi \"all\"", "i1:7", false)
 	if err != nil {
 		t.Fatalf("SendRoomMessage: %v", err)
 	}
@@ -86,7 +86,7 @@ func TestChatWritesAreAtomic(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
 	tx := begin(t, ctx, pool)
-	if _, err := db.SendRoomMessage(ctx, tx, "general", "Will", "hi", ""); err != nil {
+	if _, err := db.SendRoomMessage(ctx, tx, "general", "Will", "hi", "", false); err != nil {
 		t.Fatal(err)
 	}
 	sendNotification(t, ctx, tx, "notify:devops", 1)
@@ -103,13 +103,13 @@ func TestChatWritesAreAtomic(t *testing.T) {
 func TestRooms(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	rooms, err := db.Rooms(ctx, pool)
+	rooms, err := db.RecentRooms(ctx, pool, 1000, func(string) bool { return true })
 	// Not nil: GET /rooms answers {"rooms":[]}, not null.
 	if err != nil || rooms == nil || len(rooms) != 0 {
-		t.Fatalf("Rooms of an empty database = %#v, %v, want []string{}", rooms, err)
+		t.Fatalf("RecentRooms of an empty database = %#v, %v, want []string{}", rooms, err)
 	}
 	for _, room := range []string{"b", "a", "b", "c d"} {
-		if _, err := db.SendRoomMessage(ctx, pool, room, "Will", "hi", ""); err != nil {
+		if _, err := db.SendRoomMessage(ctx, pool, room, "Will", "hi", "", false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,9 +117,9 @@ func TestRooms(t *testing.T) {
 	if err := db.Announce(ctx, pool, "room:e", "join-room", json.RawMessage(`{}`), ""); err != nil {
 		t.Fatal(err)
 	}
-	rooms, err = db.Rooms(ctx, pool)
-	if want := []string{"a", "b", "c d"}; err != nil || !slices.Equal(rooms, want) {
-		t.Fatalf("Rooms = %q, %v, want %q", rooms, err, want)
+	rooms, err = db.RecentRooms(ctx, pool, 1000, func(string) bool { return true })
+	if want := []string{"c d", "b", "a"}; err != nil || !slices.Equal(rooms, want) { // most recently active first
+		t.Fatalf("RecentRooms = %q, %v, want %q", rooms, err, want)
 	}
 }
 
@@ -139,7 +139,7 @@ func notificationFrame(n int) json.RawMessage {
 
 func claim(t *testing.T, ctx context.Context, q db.Querier, channel string, limit int) []db.PendingNotification {
 	t.Helper()
-	got, err := db.ClaimPendingNotifications(ctx, q, channel, retention, limit)
+	got, err := db.ClaimPendingNotifications(ctx, q, channel, retention, limit, nil)
 	if err != nil {
 		t.Fatalf("ClaimPendingNotifications(%q): %v", channel, err)
 	}
@@ -301,7 +301,7 @@ func TestMarkNotificationsDelivered(t *testing.T) {
 }
 
 // TestPruneNotifications: notifications and room messages past the
-// retention go, delivered or not.
+// retention go, delivered or not (room messages in batches).
 func TestPruneNotifications(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
@@ -313,7 +313,7 @@ func TestPruneNotifications(t *testing.T) {
 	}
 	ageNotifications(t, ctx, pool, past, old, oldDelivered)
 	for _, room := range []string{"old", "mixed", "mixed", "fresh"} {
-		if _, err := db.SendRoomMessage(ctx, pool, room, "Will", "hi", ""); err != nil {
+		if _, err := db.SendRoomMessage(ctx, pool, room, "Will", "hi", "", false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -323,6 +323,9 @@ func TestPruneNotifications(t *testing.T) {
 
 	if err := db.PruneNotifications(ctx, pool, retention); err != nil {
 		t.Fatalf("PruneNotifications: %v", err)
+	}
+	if n, err := db.PruneRoomMessages(ctx, pool, retention, 1); err != nil || n != 2 {
+		t.Fatalf("PruneRoomMessages = %d, %v; want 2 (one batch at a time)", n, err)
 	}
 	var left []int64
 	rows, err := pool.Query(ctx, `SELECT event_id FROM pgpush.notifications ORDER BY event_id`)
@@ -339,8 +342,8 @@ func TestPruneNotifications(t *testing.T) {
 	if n := count(t, ctx, pool, `SELECT count(*) FROM pgpush.room_messages`); n != 2 {
 		t.Errorf("room messages left = %d, want 2 (mixed's newer one and fresh's)", n)
 	}
-	if rooms, err := db.Rooms(ctx, pool); err != nil || !slices.Equal(rooms, []string{"fresh", "mixed"}) {
-		t.Errorf("Rooms = %q, %v, want [fresh mixed]", rooms, err)
+	if rooms, err := db.RecentRooms(ctx, pool, 1000, func(string) bool { return true }); err != nil || !slices.Equal(rooms, []string{"fresh", "mixed"}) {
+		t.Errorf("RecentRooms = %q, %v, want [fresh mixed]", rooms, err)
 	}
 	if err := db.PruneNotifications(ctx, pool, retention); err != nil {
 		t.Errorf("PruneNotifications again: %v", err)
@@ -365,10 +368,10 @@ func TestChatErrorsWrap(t *testing.T) {
 		call func() error
 	}{
 		{"Announce", func() error { return db.Announce(ctx, pool, "c", "e", json.RawMessage(`{}`), "") }},
-		{"SendRoomMessage", func() error { _, err := db.SendRoomMessage(ctx, pool, "r", "s", "m", ""); return err }},
-		{"Rooms", func() error { _, err := db.Rooms(ctx, pool); return err }},
+		{"SendRoomMessage", func() error { _, err := db.SendRoomMessage(ctx, pool, "r", "s", "m", "", false); return err }},
+		{"Rooms", func() error { _, err := db.RecentRooms(ctx, pool, 1000, func(string) bool { return true }); return err }},
 		{"SendNotification", func() error { _, err := db.SendNotification(ctx, pool, "c", json.RawMessage(`{}`), ""); return err }},
-		{"ClaimPendingNotifications", func() error { _, err := db.ClaimPendingNotifications(ctx, pool, "c", retention, 1); return err }},
+		{"ClaimPendingNotifications", func() error { _, err := db.ClaimPendingNotifications(ctx, pool, "c", retention, 1, nil); return err }},
 		{"MarkNotificationsDelivered", func() error { return db.MarkNotificationsDelivered(ctx, pool, []int64{1}) }},
 		{"PruneNotifications", func() error { return db.PruneNotifications(ctx, pool, retention) }},
 	}

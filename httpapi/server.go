@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"net/url"
 	"strings"
@@ -27,6 +28,16 @@ import (
 
 // maxBodyBytes bounds request bodies; pgpush's bodies are small JSON.
 const maxBodyBytes = 1 << 20
+
+// maxSocketIOPayload bounds a Socket.IO packet, and so a long-polling POST
+// body (413) and a WebSocket frame (closed): the same 64 KiB as a /ws
+// frame (realtime.Options.MaxFrameBytes' default), announced to clients as
+// the handshake's maxPayload.
+const maxSocketIOPayload = 64 << 10
+
+// maxSocketIOAuthBytes bounds a Socket.IO client's auth payload ({user_id,
+// username}), which the socket keeps for its lifetime.
+const maxSocketIOAuthBytes = 4 << 10
 
 // Server holds what the routes need. Every field is required unless noted.
 type Server struct {
@@ -65,9 +76,12 @@ type Limits struct {
 	// LoginFailuresPerAccount failed logins for one account before 429;
 	// one more is allowed every minute. Default 5.
 	LoginFailuresPerAccount int
-	// SocketsPerAddress caps open sockets from one address (HTTP 429
-	// beyond). Default 200.
+	// SocketsPerAddress caps open sockets from one address, /ws and
+	// Socket.IO sessions together (HTTP 429 beyond). Default 200.
 	SocketsPerAddress int
+	// SocketIOSessions caps Socket.IO sessions on this instance, whatever
+	// their address (HTTP 503 beyond). Default 10,000.
+	SocketIOSessions int
 }
 
 // Handler returns the routes. Unknown paths get 404 and wrong methods 405,
@@ -81,6 +95,9 @@ func (s *Server) Handler() http.Handler {
 	}
 	if s.Limits.SocketsPerAddress <= 0 {
 		s.Limits.SocketsPerAddress = 200
+	}
+	if s.Limits.SocketIOSessions <= 0 {
+		s.Limits.SocketIOSessions = 10_000
 	}
 	s.loginByAddr = newKeyedLimiter(3*time.Second, s.Limits.LoginFailuresPerAddress)
 	s.loginByEmail = newKeyedLimiter(time.Minute, s.Limits.LoginFailuresPerAccount)
@@ -115,6 +132,9 @@ func (s *Server) Handler() http.Handler {
 				writeError(w, http.StatusMethodNotAllowed, "method not allowed")
 				return
 			}
+			if r.Method == http.MethodPost && !s.checkPost(w, r) {
+				return
+			}
 			h(w, r)
 		})
 	}
@@ -130,11 +150,22 @@ func (s *Server) Handler() http.Handler {
 	route("/ws", map[string]http.HandlerFunc{http.MethodGet: s.websocket})
 	route("/api/v1/stream", map[string]http.HandlerFunc{http.MethodGet: s.stream})
 	s.socketIO = &socketio.Server{
+		MaxPayload:  maxSocketIOPayload,
+		MaxSessions: s.Limits.SocketIOSessions,
 		CheckRequest: func(r *http.Request) error {
 			if !s.originAllowed(r) {
 				return errors.New("origin not allowed")
 			}
 			return nil
+		},
+		// A Socket.IO session is a socket like a /ws one: it holds a slot
+		// of its address from the handshake until the session ends.
+		Acquire: func(r *http.Request) (func(), bool) {
+			addr := s.Proxies.ClientIP(r)
+			if !s.conns.acquire(addr) {
+				return nil, false
+			}
+			return func() { s.conns.release(addr) }, true
 		},
 		OnConnect: s.serveSocketIO,
 		Logger:    s.Logger,
@@ -183,6 +214,28 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 
 func writeError(w http.ResponseWriter, status int, message string) {
 	writeJSON(w, status, map[string]string{"error": message})
+}
+
+// checkPost refuses, answering itself, a POST that a page on another site
+// could have sent with the user's cookies: a browser sends a cross-site
+// form or a text/plain fetch without a preflight, but never with
+// Content-Type application/json, and names the page's Origin. So a POST
+// with a body must be JSON (else 415), and a present Origin must be
+// allowed (else 403), which also covers bodiless POSTs such as logout.
+func (s *Server) checkPost(w http.ResponseWriter, r *http.Request) bool {
+	if !s.originAllowed(r) {
+		writeError(w, http.StatusForbidden, "origin not allowed")
+		return false
+	}
+	// ContentLength is -1 when unknown (chunked): that is a body too.
+	if r.ContentLength != 0 {
+		mediaType, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mediaType != "application/json" {
+			writeError(w, http.StatusUnsupportedMediaType, "the body must be JSON, sent with Content-Type: application/json")
+			return false
+		}
+	}
+	return true
 }
 
 // decodeBody reads a JSON object body into v, answering 400 itself.
@@ -367,6 +420,10 @@ func (s *Server) publish(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, `"data" must be a JSON object`)
 		return
 	}
+	if err := realtime.CheckPublish(body.Event, body.Data); err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
 	if db.ReservedChannel(channel) {
 		writeError(w, http.StatusForbidden, "rooms and notifications have their own messages (send-message, send-notification)")
 		return
@@ -397,9 +454,28 @@ func (s *Server) stats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Hub.ServerStats())
 }
 
-// rooms lists chat rooms that hold messages (the chat-ws API).
+// maxRoomsListed bounds GET /rooms (SPEC §4): anyone allowed to chat can
+// make rooms, and one list must not grow with them.
+const maxRoomsListed = 1000
+
+// rooms lists chat rooms that hold messages (the chat-ws API): the most
+// recently active ones the caller may join, newest first.
 func (s *Server) rooms(w http.ResponseWriter, r *http.Request) {
-	rooms, err := db.Rooms(r.Context(), s.Pool)
+	p, err := s.principal(r)
+	if errors.Is(err, session.ErrNoSession) {
+		writeError(w, http.StatusUnauthorized, "not logged in")
+		return
+	}
+	if err != nil {
+		s.internalError(w, "rooms", err)
+		return
+	}
+	rooms, err := db.RecentRooms(r.Context(), s.Pool, maxRoomsListed, func(room string) bool {
+		// A room channel is known without a query: this reads only the
+		// cached grants while the rooms are being read.
+		_, err := s.Policy.Access(r.Context(), p, db.RoomChannel(room))
+		return err == nil
+	})
 	if err != nil {
 		s.internalError(w, "rooms", err)
 		return
@@ -430,9 +506,10 @@ func (s *Server) internalError(w http.ResponseWriter, op string, err error) {
 	writeError(w, http.StatusServiceUnavailable, "temporarily unavailable, try again")
 }
 
-// originAllowed implements the cross-site WebSocket hijacking defence. A
-// request without Origin is not from a browser, which is the only client
-// that attaches cookies on another site's behalf.
+// originAllowed implements the cross-site WebSocket hijacking defence,
+// and checkPost's cross-site POST one. A request without Origin is not
+// from a browser, which is the only client that attaches cookies on
+// another site's behalf.
 func (s *Server) originAllowed(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
@@ -504,6 +581,12 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 // cookie, else anonymous when allowed, named by its auth payload) and
 // hands it to the hub.
 func (s *Server) serveSocketIO(sock *socketio.Socket) {
+	if len(sock.Auth()) > maxSocketIOAuthBytes {
+		_ = sock.Emit("error", map[string]string{
+			"message": fmt.Sprintf("auth: at most %d KiB ({user_id, username})", maxSocketIOAuthBytes>>10)})
+		sock.Close("auth payload too large")
+		return
+	}
 	p, err := s.principal(sock.Request())
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {
@@ -514,11 +597,12 @@ func (s *Server) serveSocketIO(sock *socketio.Socket) {
 	}
 	if p.Anonymous() {
 		var auth struct {
-			UserID   any    `json:"user_id"`
 			Username string `json:"username"`
 		}
 		if json.Unmarshal(sock.Auth(), &auth) == nil && auth.Username != "" {
-			p.Name = auth.Username
+			// Checked (length, e-mail look-alike) where it is used, as a
+			// sender's name, so the client hears why then.
+			p.Name = realtime.BoundName(auth.Username)
 		}
 	}
 	s.Hub.ServeSocketIO(context.Background(), sock, p)

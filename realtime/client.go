@@ -166,6 +166,10 @@ func (c *Client) handle(ctx context.Context, frame []byte) {
 
 // dispatch acts on one decoded client message, whatever its transport.
 func (c *Client) dispatch(ctx context.Context, msg clientMessage) {
+	if err := msg.checkText(); err != nil {
+		c.send(refusalFrame(msg.Type, err))
+		return
+	}
 	switch msg.Type {
 	case "ping":
 		c.send(pongFrame)

@@ -6,9 +6,11 @@ package realtime
 import (
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/realtime/filter"
 )
 
@@ -128,16 +130,24 @@ func (e *Event) frame(wire wireForm, raw bool) []byte {
 // fields returns what grants and filters judge the event by, decoded once
 // per event however many subscriptions look: the data of a change, or the
 // data a notification carries (not the frame around it), so that a
-// grant's --match means the same on every delivery path.
+// grant's --match means the same on every delivery path: live, replayed,
+// pending (joinChannel) and sent to everyone (Dispatch).
 func (e *Event) fields() *filter.Fields {
 	e.matchOnce.Do(func() {
 		data := e.Data
-		if e.Name == notificationEvent {
+		if e.isNotification() {
 			data = notificationData(e.Data)
 		}
 		e.match = filter.Decode(data)
 	})
 	return e.match
+}
+
+// isNotification reports whether e is a notification-received frame:
+// only pgpush writes notification channels (db.ReservedChannel), so a
+// custom event named like one cannot pass for one.
+func (e *Event) isNotification() bool {
+	return e.Name == notificationEvent && strings.HasPrefix(e.Channel, db.NotifyPrefix)
 }
 
 // notificationData is the "data" a notification carries inside its

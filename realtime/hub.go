@@ -35,8 +35,9 @@ type EventStore interface {
 	Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error)
 	// Announce records an event whose data is the frame members receive.
 	Announce(ctx context.Context, channel, event string, frame json.RawMessage, origin string) error
-	// SendRoomMessage stores a chat message and emits it to the room.
-	SendRoomMessage(ctx context.Context, room, sender, message, origin string) error
+	// SendRoomMessage stores a chat message and emits it to the room;
+	// authenticated: sender is a logged-in user's e-mail.
+	SendRoomMessage(ctx context.Context, room, sender, message, origin string, authenticated bool) error
 	// SendNotification stores a notification frame and emits it.
 	SendNotification(ctx context.Context, channel string, frame json.RawMessage, origin string) (int64, error)
 	// Snapshot reads the rows of the table watched on channel in one
@@ -44,8 +45,9 @@ type EventStore interface {
 	// pg_snapshot text. read may scan the rows several times; each scan
 	// sees the same rows.
 	Snapshot(ctx context.Context, channel string, eqs []triggers.Equal, read func(scan func(func(json.RawMessage) error) error) error) (string, error)
-	// ClaimPending takes the channel's notifications no socket received.
-	ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error)
+	// ClaimPending takes the channel's notifications no socket received
+	// that visible accepts (frame: the notification-received frame).
+	ClaimPending(ctx context.Context, channel string, retention time.Duration, visible func(frame json.RawMessage) bool) ([]db.PendingNotification, error)
 }
 
 // ErrResyncRequired means a resume point is older than the retention.

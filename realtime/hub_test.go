@@ -112,7 +112,7 @@ func (m *memoryLog) Announce(context.Context, string, string, json.RawMessage, s
 	return fmt.Errorf("not in hub tests")
 }
 
-func (m *memoryLog) SendRoomMessage(context.Context, string, string, string, string) error {
+func (m *memoryLog) SendRoomMessage(context.Context, string, string, string, string, bool) error {
 	return fmt.Errorf("not in hub tests")
 }
 
@@ -124,7 +124,7 @@ func (m *memoryLog) Snapshot(context.Context, string, []triggers.Equal, func(fun
 	return "", triggers.ErrNoTable
 }
 
-func (m *memoryLog) ClaimPending(context.Context, string, time.Duration) ([]db.PendingNotification, error) {
+func (m *memoryLog) ClaimPending(context.Context, string, time.Duration, func(json.RawMessage) bool) ([]db.PendingNotification, error) {
 	return nil, nil
 }
 

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -8,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/session"
@@ -16,16 +18,25 @@ import (
 // The ChapFood notification protocol: on /ws every message is
 // {"type":"<event>","data":<payload>}; on Socket.IO, emit(event, payload).
 const (
-	notifyJoin      = "join-channel"
-	notifyLeave     = "leave-channel"
-	notifySend      = "send-notification"
-	notifyChannels  = "get-channels"
-	notifyStats     = "get-stats"
-	maxTitleBytes   = 200
-	maxMessageBytes = 4000
+	notifyJoin     = "join-channel"
+	notifyLeave    = "leave-channel"
+	notifySend     = "send-notification"
+	notifyChannels = "get-channels"
+	notifyStats    = "get-stats"
+)
+
+// A notification's limits (SPEC §4): title and message in characters, not
+// bytes; data in bytes of compact JSON.
+const (
+	maxTitleChars    = 200
+	maxMessageChars  = 4000
+	maxDataJSONBytes = 16 << 10
 )
 
 var notificationTypes = []string{"info", "success", "warning", "error"}
+
+// accessCheckWait bounds the access checks of one channels-list.
+const accessCheckWait = 5 * time.Second
 
 // dataFrame encodes {"type":typ,"data":data}.
 func dataFrame(typ string, data any) []byte {
@@ -58,14 +69,17 @@ func notificationChannel(data json.RawMessage) (string, bool) {
 		}
 		name = obj.Channel
 	}
-	return name, db.ValidName(name)
+	return name, db.ValidBuiltinName(name)
 }
+
+// channelNameError answers a missing or invalid notification channel name.
+var channelNameError = fmt.Sprintf("channel: 1 to %d letters, digits, _ . -", db.MaxBuiltinNameChars)
 
 func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	name, ok := notificationChannel(msg.Data)
 	if !ok {
-		c.send(errorMessageFrame([]string{"channel: required, letters, digits, _ . - (at most 100)"}))
+		c.send(errorMessageFrame([]string{channelNameError}))
 		return
 	}
 	channel := db.NotifyChannel(name)
@@ -82,8 +96,11 @@ func (c *Client) joinChannel(ctx context.Context, msg clientMessage) {
 		return
 	}
 	// Hold live notifications until the pending ones are out, so the
-	// member sees them in order.
-	pending, err := c.hub.store.ClaimPending(ctx, channel, c.hub.opts.Retention)
+	// member sees them in order. Only those the grant's --match lets this
+	// member see are claimed; the others wait for a member who may.
+	pending, err := c.hub.store.ClaimPending(ctx, channel, c.hub.opts.Retention, func(frame json.RawMessage) bool {
+		return s.visible(&Event{Name: notificationEvent, Channel: channel, Data: frame})
+	})
 	if err != nil {
 		c.log.Error("claim pending notifications", "channel", channel, "err", err)
 	}
@@ -127,14 +144,15 @@ type notificationInput struct {
 }
 
 // validateNotification lists every problem, so a form can show them all.
+// in.Data comes back as compact JSON.
 func validateNotification(raw json.RawMessage) (notificationInput, []string) {
 	var in notificationInput
 	if len(raw) == 0 || raw[0] != '{' || json.Unmarshal(raw, &in) != nil {
 		return in, []string{"notification must be a JSON object"}
 	}
 	var errs []string
-	if in.Channel != nil && *in.Channel != "" && !db.ValidName(*in.Channel) {
-		errs = append(errs, "channel: letters, digits, _ . - (at most 100)")
+	if in.Channel != nil && *in.Channel != "" && !db.ValidBuiltinName(*in.Channel) {
+		errs = append(errs, channelNameError)
 	}
 	if in.Type == nil || !slices.Contains(notificationTypes, *in.Type) {
 		errs = append(errs, "type: must be one of info, success, warning, error")
@@ -142,17 +160,27 @@ func validateNotification(raw json.RawMessage) (notificationInput, []string) {
 	switch {
 	case in.Title == nil || strings.TrimSpace(*in.Title) == "":
 		errs = append(errs, "title: required")
-	case len(*in.Title) > maxTitleBytes:
-		errs = append(errs, fmt.Sprintf("title: at most %d bytes", maxTitleBytes))
+	case utf8.RuneCountInString(*in.Title) > maxTitleChars:
+		errs = append(errs, fmt.Sprintf("title: at most %d characters", maxTitleChars))
 	}
 	switch {
 	case in.Message == nil || strings.TrimSpace(*in.Message) == "":
 		errs = append(errs, "message: required")
-	case len(*in.Message) > maxMessageBytes:
-		errs = append(errs, fmt.Sprintf("message: at most %d bytes", maxMessageBytes))
+	case utf8.RuneCountInString(*in.Message) > maxMessageChars:
+		errs = append(errs, fmt.Sprintf("message: at most %d characters", maxMessageChars))
 	}
-	if len(in.Data) > 0 && string(in.Data) != "null" && in.Data[0] != '{' {
-		errs = append(errs, "data: must be an object")
+	if len(in.Data) > 0 && string(in.Data) != "null" {
+		var compact bytes.Buffer
+		switch {
+		case in.Data[0] != '{':
+			errs = append(errs, "data: must be an object")
+		case json.Compact(&compact, in.Data) != nil: // cannot fail: in was decoded
+			errs = append(errs, "data: invalid JSON")
+		case compact.Len() > maxDataJSONBytes:
+			errs = append(errs, fmt.Sprintf("data: at most %d KiB of JSON", maxDataJSONBytes>>10))
+		default:
+			in.Data = compact.Bytes()
+		}
 	}
 	return in, errs
 }
@@ -167,11 +195,18 @@ type Notification struct {
 	Sender    string          `json:"sender"`
 	Channel   *string         `json:"channel"`
 	Timestamp string          `json:"timestamp"`
+	// Authenticated: Sender is a logged-in user's e-mail, not a name an
+	// anonymous client gave.
+	Authenticated bool `json:"authenticated"`
 }
 
 func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	c.statsListener.Store(true)
 	in, errs := validateNotification(msg.Data)
+	sender, err := c.senderName("")
+	if err != nil {
+		errs = append(errs, err.Error())
+	}
 	if len(errs) > 0 {
 		c.send(errorMessageFrame(errs))
 		return
@@ -195,14 +230,15 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 		data = json.RawMessage("null")
 	}
 	n := Notification{
-		ID:        newUUID(),
-		Type:      *in.Type,
-		Title:     *in.Title,
-		Message:   *in.Message,
-		Data:      data,
-		Sender:    c.senderName(""),
-		Channel:   named,
-		Timestamp: time.Now().UTC().Format(timestampLayout),
+		ID:            newUUID(),
+		Type:          *in.Type,
+		Title:         *in.Title,
+		Message:       *in.Message,
+		Data:          data,
+		Sender:        sender,
+		Channel:       named,
+		Timestamp:     time.Now().UTC().Format(timestampLayout),
+		Authenticated: !c.principal.Anonymous(),
 	}
 	if _, err := c.hub.store.SendNotification(ctx, channel, dataFrame(notificationEvent, n), c.origin()); err != nil {
 		c.log.Error("send notification", "channel", channel, "err", err)
@@ -212,15 +248,26 @@ func (c *Client) sendNotification(ctx context.Context, msg clientMessage) {
 	c.send(dataFrame("notification-sent", n))
 }
 
+// getChannels answers channels-list: this instance's notification
+// channels with members, those the caller may join only (a channel's name
+// can itself be sensitive).
 func (c *Client) getChannels() {
 	c.statsListener.Store(true)
 	type channelInfo struct {
 		Name        string `json:"name"`
 		ClientCount int    `json:"clientCount"`
 	}
+	// Access to a notification channel is decided from cached grants,
+	// without a query; the deadline only guards an Authorizer that would.
+	ctx, cancel := context.WithTimeout(context.Background(), accessCheckWait)
+	defer cancel()
 	list := []channelInfo{}
 	for ch, n := range c.hub.ChannelCounts() {
-		if name, ok := strings.CutPrefix(ch, db.NotifyPrefix); ok {
+		name, ok := strings.CutPrefix(ch, db.NotifyPrefix)
+		if !ok {
+			continue
+		}
+		if _, err := c.hub.auth.Access(ctx, c.principal, ch); err == nil {
 			list = append(list, channelInfo{name, n})
 		}
 	}

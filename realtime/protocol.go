@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/pgpush/pgpush/session"
 )
@@ -37,8 +38,78 @@ type clientMessage struct {
 	Message string `json:"message"`
 }
 
-// maxChannelBytes bounds channel names so they are safe to log and store.
-const maxChannelBytes = 200
+// maxChannelBytes bounds channel names so they are safe to log and store:
+// a change channel's 200, or a room or notification channel's name of 200
+// behind its prefix.
+const maxChannelBytes = 208
+
+// errNUL: PostgreSQL cannot store a NUL character in text or jsonb
+// (SQLSTATE 22021, 22P05), so input holding one is refused before it
+// reaches the database, where it would be a server error.
+var errNUL = errors.New(`holds a NUL character (\u0000), which cannot be stored`)
+
+// errBadUTF8: the same for bytes that are not UTF-8 (SQLSTATE 22021).
+var errBadUTF8 = errors.New("is not valid UTF-8")
+
+// checkText reports the first field of msg that PostgreSQL could not
+// store: a NUL character, or invalid UTF-8 in raw JSON (decoded strings
+// have it replaced already). Every message passes it before it is acted
+// on, whatever its transport.
+func (m *clientMessage) checkText() error {
+	for _, f := range []struct{ name, value string }{
+		{"type", m.Type}, {"channel", m.Channel}, {"event", m.Event},
+		{"room_id", m.RoomID}, {"from", m.From}, {"message", m.Message},
+	} {
+		if strings.IndexByte(f.value, 0) >= 0 {
+			return fmt.Errorf("field %q %w", f.name, errNUL)
+		}
+	}
+	if err := checkJSONText(m.Data); err != nil {
+		return fmt.Errorf("field %q %w", "data", err)
+	}
+	// since and filter are never stored: their own checks answer them.
+	return nil
+}
+
+// checkJSONText reports whether valid JSON text raw could not be stored:
+// invalid UTF-8, or a NUL character, which valid JSON can hold only as the
+// escape \u0000 inside a string or key.
+func checkJSONText(raw []byte) error {
+	if !utf8.Valid(raw) {
+		return errBadUTF8
+	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		i++ // the escaped character: "\\u0000" is a backslash, then text
+		if i+5 <= len(raw) && raw[i] == 'u' && string(raw[i+1:i+5]) == "0000" {
+			return errNUL
+		}
+	}
+	return nil
+}
+
+// CheckPublish reports why a custom event could not be stored (a NUL
+// character, invalid UTF-8), as an error meant for the client.
+func CheckPublish(event string, data json.RawMessage) error {
+	if strings.IndexByte(event, 0) >= 0 {
+		return fmt.Errorf("%q %w", "event", errNUL)
+	}
+	if err := checkJSONText(data); err != nil {
+		return fmt.Errorf("%q %w", "data", err)
+	}
+	return nil
+}
+
+// refusalFrame answers a message that failed checkText: error-message,
+// as validation errors, for the notification events; error otherwise.
+func refusalFrame(msgType string, err error) []byte {
+	if msgType == notifySend || msgType == notifyJoin || msgType == notifyLeave {
+		return errorMessageFrame([]string{err.Error()})
+	}
+	return errorFrame(err.Error())
+}
 
 // parseClientMessage decodes one text frame. Errors are meant for the
 // client: they say what is wrong without echoing the input.

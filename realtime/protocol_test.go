@@ -5,6 +5,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
+
+	"github.com/pgpush/pgpush/realtime/filter"
 )
 
 func TestParseClientMessage(t *testing.T) {
@@ -22,7 +25,7 @@ func TestParseClientMessage(t *testing.T) {
 		{"truncated", `{"type":"subscribe"`, clientMessage{}, "malformed"},
 		{"no type", `{"channel":"x"}`, clientMessage{}, `"type"`},
 		{"type not a string", `{"type":1}`, clientMessage{}, "wrong type"},
-		{"long channel", `{"type":"subscribe","channel":"` + strings.Repeat("a", 201) + `"}`, clientMessage{}, "too long"},
+		{"long channel", `{"type":"subscribe","channel":"` + strings.Repeat("a", maxChannelBytes+1) + `"}`, clientMessage{}, "too long"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -41,6 +44,69 @@ func TestParseClientMessage(t *testing.T) {
 				t.Fatalf("parseClientMessage(%q) = %+v, want %+v", tt.frame, got, tt.want)
 			}
 		})
+	}
+}
+
+func TestCheckJSONText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, raw string
+		want      error
+	}{
+		{"plain", `{"a":"b","n":1}`, nil},
+		{"empty", ``, nil},
+		{"NUL in a value", `{"a":"x\u0000y"}`, errNUL},
+		{"NUL in a key", `{"\u0000":1}`, errNUL},
+		{"NUL nested", `{"a":[{"b":"\u0000"}]}`, errNUL},
+		{"NUL at the end", `"\u0000"`, errNUL},
+		{"escaped backslash, then text", `{"path":"C:\\u0000"}`, nil},
+		{"two escaped backslashes, then NUL", `"\\\u0000"`, errNUL},
+		{"other escapes", `"\u0001\n\"\u00000"`, errNUL},
+		{"not NUL", `"\u0100\u1000"`, nil},
+		{"invalid UTF-8", "\"\xff\"", errBadUTF8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if got := checkJSONText([]byte(tt.raw)); got != tt.want {
+				t.Errorf("checkJSONText(%s) = %v, want %v", tt.raw, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, given string
+		wantErr     string // "" for accepted
+	}{
+		{"plain", "Will", ""},
+		{"100 characters", strings.Repeat("é", 100), ""},
+		{"101 characters", strings.Repeat("é", 101), "at most 100"},
+		{"e-mail", "admin@example.com", "e-mail"},
+		{"full-width at sign", "admin\uFF20example.com", "e-mail"},
+		{"small at sign", "admin\uFE6Bexample.com", "e-mail"},
+		{"bare at sign", "@", "e-mail"},
+		{"NUL", "a\x00b", "NUL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			err := checkName("from", tt.given)
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("checkName(%q) = %v, want nil", tt.given, err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("checkName(%q) = %v, want an error mentioning %q", tt.given, err, tt.wantErr)
+			}
+		})
+	}
+	for _, n := range []int{0, 100, 101, 102, 100000} {
+		got := BoundName(strings.Repeat("é", n))
+		if want := min(n, 101); utf8.RuneCountInString(got) != want || !utf8.ValidString(got) {
+			t.Errorf("BoundName(%d characters) has %d characters, want %d", n, utf8.RuneCountInString(got), want)
+		}
 	}
 }
 
@@ -68,6 +134,44 @@ func TestParseSince(t *testing.T) {
 		if (err != nil) != tt.bad || got != tt.want || ok != tt.wantOK {
 			t.Errorf("parseSince(%s) = %d, %t, %v; want %d, %t, error %t", tt.raw, got, ok, err, tt.want, tt.wantOK, tt.bad)
 		}
+	}
+}
+
+func TestMatchVisible(t *testing.T) {
+	t.Parallel()
+	frame := func(data string) string {
+		return `{"type":"notification-received","data":{"id":"x","title":"t","customer_id":46,"data":` + data + `}}`
+	}
+	match := map[string]string{"customer_id": "45"}
+	tests := []struct {
+		name          string
+		channel, kind string
+		data          string
+		match         map[string]string
+		want          bool
+	}{
+		{"row change, own", "order_changes", "order:updated", `{"customer_id":45}`, match, true},
+		{"row change, other's", "order_changes", "order:updated", `{"customer_id":46}`, match, false},
+		{"no match rules", "order_changes", "order:updated", `{}`, nil, true},
+		{"notification, own data", "notify:orders", notificationEvent, frame(`{"customer_id":"45"}`), match, true},
+		{"notification, other's data", "notify:orders", notificationEvent, frame(`{"customer_id":46}`), match, false},
+		{"notification to everyone, own data", "notify:*", notificationEvent, frame(`{"customer_id":45}`), match, true},
+		{"notification, null data", "notify:orders", notificationEvent, frame(`null`), match, false},
+		{"notification, data not an object", "notify:orders", notificationEvent, frame(`[45]`), match, false},
+		{"notification, no match rules", "notify:orders", notificationEvent, frame(`null`), nil, true},
+		// The frame's own fields are not the notification's data.
+		{"notification, field only in the frame", "notify:orders", notificationEvent, frame(`{}`), map[string]string{"title": "t"}, false},
+		// Only notification channels hold notification frames.
+		{"custom event named like a notification", "order_changes", notificationEvent, `{"customer_id":45,"data":{"data":{"customer_id":46}}}`, match, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ev := &Event{Channel: tt.channel, Name: tt.kind, Data: json.RawMessage(tt.data)}
+			if got := filter.MatchAttrs(tt.match).Match(ev.fields()); got != tt.want {
+				t.Errorf("match(%s on %s: %s, %v) = %t, want %t", tt.kind, tt.channel, tt.data, tt.match, got, tt.want)
+			}
+		})
 	}
 }
 

@@ -67,8 +67,8 @@ func (s PoolStore) Announce(ctx context.Context, channel, event string, frame js
 }
 
 // SendRoomMessage implements EventStore.
-func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, origin string) error {
-	_, err := db.SendRoomMessage(ctx, s.DB, room, sender, message, origin)
+func (s PoolStore) SendRoomMessage(ctx context.Context, room, sender, message, origin string, authenticated bool) error {
+	_, err := db.SendRoomMessage(ctx, s.DB, room, sender, message, origin, authenticated)
 	return err
 }
 
@@ -124,6 +124,6 @@ func (s PoolStore) Snapshot(ctx context.Context, channel string, eqs []triggers.
 }
 
 // ClaimPending implements EventStore.
-func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration) ([]db.PendingNotification, error) {
-	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, 1000)
+func (s PoolStore) ClaimPending(ctx context.Context, channel string, retention time.Duration, visible func(frame json.RawMessage) bool) ([]db.PendingNotification, error) {
+	return db.ClaimPendingNotifications(ctx, s.DB, channel, retention, db.MaxPendingNotifications, visible)
 }

@@ -158,20 +158,10 @@ func (p *Policy) Access(ctx context.Context, pr *Principal, channel string) (Acc
 	}
 	p.mu.RLock()
 	known := p.watched[channel] || p.known[channel] || db.BuiltinChannel(channel)
-	var best *Grant
-	for i := range p.grants {
-		g := &p.grants[i]
-		if !PatternMatches(g.Channel, channel) {
-			continue
-		}
-		known = true
-		if g.Role == pr.Role && (best == nil || moreSpecific(g.Channel, best.Channel)) {
-			best = g
-		}
-	}
+	best, granted := p.decidingGrantLocked(pr, channel)
 	p.mu.RUnlock()
 
-	if !known {
+	if !known && !granted {
 		seen, err := db.ChannelHasEvents(ctx, p.q, channel)
 		if err != nil {
 			return Access{}, err
@@ -183,6 +173,46 @@ func (p *Policy) Access(ctx context.Context, pr *Principal, channel string) (Acc
 		p.known[channel] = true
 		p.mu.Unlock()
 	}
+	return resolve(pr, best)
+}
+
+// bestGrantLocked returns the grant that decides role's rights on channel,
+// the most specific of role's grants matching it (nil: none), and whether
+// any grant of any role matches channel, which makes it a known channel.
+// Callers hold p.mu.
+func (p *Policy) bestGrantLocked(role, channel string) (best *Grant, anyGrant bool) {
+	for i := range p.grants {
+		g := &p.grants[i]
+		if !PatternMatches(g.Channel, channel) {
+			continue
+		}
+		anyGrant = true
+		if g.Role == role && (best == nil || moreSpecific(g.Channel, best.Channel)) {
+			best = g
+		}
+	}
+	return best, anyGrant
+}
+
+// decidingGrantLocked returns the grant that decides pr's rights on
+// channel: its role's most specific one, or, for a logged-in user whose
+// role holds none there, role anonymous's. What a socket without a session
+// may do, a logged-in user may do too, unless the operator gave the role a
+// grant of its own there (the demo grants rooms and notifications to
+// anonymous only, and a logged-in customer could join no room). anyGrant
+// is as for bestGrantLocked. Callers hold p.mu.
+func (p *Policy) decidingGrantLocked(pr *Principal, channel string) (best *Grant, anyGrant bool) {
+	best, anyGrant = p.bestGrantLocked(pr.Role, channel)
+	if best == nil && pr.Role != RoleAnonymous && pr.Role != RoleAdmin {
+		best, _ = p.bestGrantLocked(RoleAnonymous, channel)
+	}
+	return best, anyGrant
+}
+
+// resolve turns the deciding grant into pr's Access: admin may do
+// anything, no grant is ErrForbidden, and --match rules take their values
+// from pr's attributes.
+func resolve(pr *Principal, best *Grant) (Access, error) {
 	if pr.Role == RoleAdmin {
 		return Access{Publish: true}, nil
 	}
@@ -205,26 +235,30 @@ func (p *Policy) Access(ctx context.Context, pr *Principal, channel string) (Acc
 	return access, nil
 }
 
-// VisibleChannels lists the channels a principal may subscribe to that are
-// known by name (watched tables and exact grants; patterns are listed as is).
+// VisibleChannels lists the channels known by name that a principal may
+// subscribe to: watched tables and the names of grants (a pattern such as
+// "room:*" is listed as is, meaning any room). Each is listed only when
+// Access would allow it, so a grant whose --match needs an attribute the
+// user lacks lists nothing.
 func (p *Policy) VisibleChannels(pr *Principal) []string {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	var out []string
 	add := func(ch string) {
-		if !slices.Contains(out, ch) {
+		if slices.Contains(out, ch) {
+			return
+		}
+		best, _ := p.decidingGrantLocked(pr, ch)
+		if _, err := resolve(pr, best); err == nil {
 			out = append(out, ch)
 		}
 	}
 	for ch := range p.watched {
-		if pr.Role == RoleAdmin || slices.ContainsFunc(p.grants, func(g Grant) bool {
-			return g.Role == pr.Role && PatternMatches(g.Channel, ch)
-		}) {
-			add(ch)
-		}
+		add(ch)
 	}
 	for _, g := range p.grants {
-		if pr.Role == RoleAdmin || g.Role == pr.Role {
+		// add decides whether an anonymous grant applies to pr.
+		if pr.Role == RoleAdmin || g.Role == pr.Role || g.Role == RoleAnonymous {
 			add(g.Channel)
 		}
 	}

@@ -55,6 +55,12 @@ const maxEmailBytes = 254
 // maxRoleBytes bounds role names, which appear in grants and logs.
 const maxRoleBytes = 64
 
+// MaxSessionsPerUser is how many sessions one user holds at most: a login
+// beyond ends the oldest (SPEC §2). Successful logins are not rate
+// limited, so without it a script with the right password could fill
+// pgpush.sessions, each row kept for MaxAge.
+const MaxSessionsPerUser = 20
+
 // tokenBytes is the size of the random token in the cookie.
 const tokenBytes = 32
 
@@ -409,7 +415,10 @@ func (s *Store) Authenticate(ctx context.Context, email, password string) (User,
 }
 
 // Login starts a session for u and sets its cookie on w. The cookie holds a
-// fresh random token; the database holds only the token's SHA-256.
+// fresh random token; the database holds only the token's SHA-256. When u
+// then holds more than MaxSessionsPerUser sessions, the oldest end in the
+// same transaction and are announced as a logout is, so every instance
+// closes their sockets.
 func (s *Store) Login(ctx context.Context, w http.ResponseWriter, r *http.Request, u User) error {
 	if u.Disabled {
 		return fmt.Errorf("login user %d: %w", u.ID, ErrBadCredentials)
@@ -417,13 +426,44 @@ func (s *Store) Login(ctx context.Context, w http.ResponseWriter, r *http.Reques
 	token := make([]byte, tokenBytes)
 	rand.Read(token) // never returns an error (crypto/rand, Go 1.24+)
 	id := sessionID(token)
-	_, err := s.pool.Exec(ctx, `
-		INSERT INTO pgpush.sessions (id, user_id, expires_at)
-		VALUES ($1, $2, now() + make_interval(secs => $3))`,
-		id, u.ID, s.maxAge.Seconds())
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The user's row lock orders concurrent logins, so that together
+		// they cannot leave more than MaxSessionsPerUser sessions.
+		err := tx.QueryRow(ctx, `SELECT id FROM pgpush.users WHERE id = $1 FOR UPDATE`, u.ID).Scan(new(int64))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrUserNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `
+			INSERT INTO pgpush.sessions (id, user_id, expires_at)
+			VALUES ($1, $2, now() + make_interval(secs => $3))`,
+			id, u.ID, s.maxAge.Seconds()); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `
+			DELETE FROM pgpush.sessions WHERE id IN (
+				SELECT id FROM pgpush.sessions WHERE user_id = $1 AND id <> $2
+				ORDER BY created_at DESC, id OFFSET $3)
+			RETURNING id`, u.ID, id, MaxSessionsPerUser-1)
+		if err != nil {
+			return err
+		}
+		ended, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, old := range ended {
+			if err := notifyLogout(ctx, tx, old); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == foreignKeyViolation {
+		if errors.Is(err, ErrUserNotFound) || errors.As(err, &pgErr) && pgErr.Code == foreignKeyViolation {
 			return fmt.Errorf("login user %d: %w", u.ID, ErrUserNotFound)
 		}
 		return fmt.Errorf("login user %d: %w", u.ID, err)

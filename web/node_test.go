@@ -80,6 +80,18 @@ func TestNode(t *testing.T) {
 		})
 	})
 
+	t.Run("limits", func(t *testing.T) {
+		t.Parallel()
+		if _, err := os.Stat(filepath.Join("node_modules", "socket.io-client", "package.json")); err != nil {
+			skipOrFail(t, "web/node_modules/socket.io-client is missing: run npm ci in web/")
+		}
+		runNode(t, "test/limits.test.mjs", []string{
+			"PGPUSH_BIN=" + bin,
+			"DATABASE_URL=" + dbtest.New(t),
+			"PSQL=" + psql,
+		})
+	})
+
 	t.Run("dashboard", func(t *testing.T) {
 		t.Parallel()
 		if _, err := os.Stat(chromiumPath); err != nil {

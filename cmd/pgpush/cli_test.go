@@ -142,8 +142,8 @@ func TestHelp(t *testing.T) {
 			if err != nil {
 				t.Fatalf("pgpush %s: got error %v, want nil", name, err)
 			}
-			if !strings.Contains(stdout, "Usage: pgpush") {
-				t.Errorf("pgpush %s: stdout %q, want a line with %q", name, stdout, "Usage: pgpush")
+			if got := strings.Count(stdout, "Usage: pgpush"); got != 1 {
+				t.Errorf("pgpush %s: stdout %q has %d usage lines, want 1", name, stdout, got)
 			}
 			if !strings.Contains(stdout, "Example:") {
 				t.Errorf("pgpush %s: stdout %q, want %q", name, stdout, "Example:")

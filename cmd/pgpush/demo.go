@@ -85,7 +85,9 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 	logger := newLogger(cio.stderr, cio.getenv)
 	cfg.DatabaseURL = *url
 	psqlHint := ""
-	if cfg.DatabaseURL == "" {
+	// Only a cluster the demo started itself is removed when it stops.
+	throwaway := cfg.DatabaseURL == ""
+	if throwaway {
 		if _, err := cluster.FindBinaries(); err != nil {
 			if errors.Is(err, cluster.ErrNoServerBinaries) {
 				return errors.New("no DATABASE_URL and no PostgreSQL server binaries: install them (apt-get install postgresql) or set DATABASE_URL")
@@ -140,7 +142,11 @@ func runDemo(ctx context.Context, args []string, cio cmdIO) error {
 			fmt.Fprintf(cio.stdout, "  database:   %s\n", psqlHint)
 		}
 		fmt.Fprintf(cio.stdout, "  try:        UPDATE orders SET status = 'shipped' WHERE id = 1;\n")
-		fmt.Fprintf(cio.stdout, "Press Ctrl-C to stop (the throwaway database is removed).\n")
+		if throwaway {
+			fmt.Fprintf(cio.stdout, "Press Ctrl-C to stop (the throwaway database is removed).\n")
+		} else {
+			fmt.Fprintf(cio.stdout, "Press Ctrl-C to stop (your database keeps the demo schema).\n")
+		}
 	}
 	if *simulate {
 		go simulateShop(ctx, pool, logger)

@@ -147,6 +147,9 @@ func (s *testServer) request(t *testing.T, method, path string, cookie *http.Coo
 	if err != nil {
 		t.Fatal(err)
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if cookie != nil {
 		req.AddCookie(cookie)
 	}

@@ -265,14 +265,19 @@ func (s *server) watchGrantsAndSessions(ctx context.Context) {
 	}
 }
 
-// prune deletes events past the retention, and expired sessions, every
-// minute (and at start).
+// prune deletes events, notifications and room messages past the
+// retention, and expired sessions, every minute (and at start).
 func (s *server) prune(ctx context.Context) {
 	ticker := time.NewTicker(time.Minute)
 	defer ticker.Stop()
 	for {
 		if err := db.PruneNotifications(ctx, s.pool, s.cfg.Retention); err != nil && ctx.Err() == nil {
 			s.log.Error("prune notifications", "err", err)
+		}
+		if n, err := db.PruneRoomMessages(ctx, s.pool, s.cfg.Retention, 5000); err != nil && ctx.Err() == nil {
+			s.log.Error("prune room messages", "err", err)
+		} else if n > 0 {
+			s.log.Info("pruned room messages", "count", n)
 		}
 		if _, err := s.sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("prune sessions", "err", err)

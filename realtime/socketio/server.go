@@ -52,6 +52,7 @@ const (
 var (
 	errShuttingDown = errors.New("server is shutting down")
 	errTooMany      = errors.New("too many sessions")
+	errRefused      = errors.New("too many sockets from this address")
 )
 
 // Server handles /socket.io/ (mount it with mux.Handle("/socket.io/",
@@ -65,6 +66,11 @@ type Server struct {
 	PingTimeout  time.Duration // 0: 20s
 	MaxPayload   int           // 0: 1e6 bytes (also the read limit on websocket frames)
 	MaxSessions  int           // 0: unlimited; over it, handshake gets HTTP 503
+	// Acquire, when set, is asked at each handshake that CheckRequest
+	// passed for a slot for the new session, such as one of a per-client
+	// socket limit. ok false refuses the handshake with HTTP 429; otherwise
+	// release is called once, when the session ends.
+	Acquire func(r *http.Request) (release func(), ok bool)
 	// CheckRequest vets the handshake request (origin check, rate limits).
 	// A non-nil error refuses it with HTTP 403 and the error text as JSON
 	// {"error":...}. When nil, a request whose Origin header names another
@@ -82,8 +88,9 @@ type Server struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session
-	closing  bool          // set by Shutdown; refuses new sessions and goroutines
-	force    chan struct{} // closed when Shutdown's ctx ends: stop flushing
+	releases map[*session]func() // from Acquire, called by remove
+	closing  bool                // set by Shutdown; refuses new sessions and goroutines
+	force    chan struct{}       // closed when Shutdown's ctx ends: stop flushing
 	wg       sync.WaitGroup
 }
 
@@ -143,6 +150,10 @@ func (srv *Server) handshake(w http.ResponseWriter, r *http.Request, transport s
 		return
 	}
 	s, err := srv.newSession(r, transport)
+	if errors.Is(err, errRefused) {
+		httpError(w, http.StatusTooManyRequests, err.Error())
+		return
+	}
 	if err != nil {
 		httpError(w, http.StatusServiceUnavailable, err.Error())
 		return
@@ -180,18 +191,29 @@ func (srv *Server) newSession(r *http.Request, transport string) (*session, erro
 		transport: transport,
 	}
 	s.log = srv.logger().With("sid", s.id, "transport", transport)
+	release := func() {}
+	if srv.Acquire != nil {
+		var ok bool
+		if release, ok = srv.Acquire(r); !ok {
+			return nil, errRefused
+		}
+	}
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
 	if srv.closing {
+		release()
 		return nil, errShuttingDown
 	}
 	if srv.MaxSessions > 0 && len(srv.sessions) >= srv.MaxSessions {
+		release()
 		return nil, errTooMany
 	}
 	if srv.sessions == nil {
 		srv.sessions = make(map[string]*session)
+		srv.releases = make(map[*session]func())
 	}
 	srv.sessions[s.id] = s
+	srv.releases[s] = release
 	srv.wg.Go(s.run)
 	s.log.Debug("session opened", "remote_addr", r.RemoteAddr)
 	return s, nil
@@ -210,10 +232,16 @@ func (srv *Server) goOwned(f func()) bool {
 	return true
 }
 
+// remove forgets a session that has ended and gives back its Acquire slot.
 func (srv *Server) remove(s *session) {
 	srv.mu.Lock()
 	delete(srv.sessions, s.id)
+	release := srv.releases[s]
+	delete(srv.releases, s)
 	srv.mu.Unlock()
+	if release != nil {
+		release()
+	}
 }
 
 // forced returns the channel closed when Shutdown gives up flushing.

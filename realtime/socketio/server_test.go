@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -368,6 +369,69 @@ func TestMaxSessions(t *testing.T) {
 	eventually(t, func() bool { return sessionCount(srv) == 0 })
 	c, _ = handshakePolling(t, base)
 	c.post("1")
+}
+
+// slots is an Acquire that allows max sessions at once and counts what
+// it handed out and got back.
+type slots struct {
+	mu                  sync.Mutex
+	max, held, released int
+}
+
+func (sl *slots) acquire(*http.Request) (func(), bool) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.held-sl.released >= sl.max {
+		return nil, false
+	}
+	sl.held++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			sl.mu.Lock()
+			sl.released++
+			sl.mu.Unlock()
+		})
+	}, true
+}
+
+func (sl *slots) counts() (held, released int) {
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	return sl.held, sl.released
+}
+
+// TestAcquire: a handshake Acquire refuses gets 429 and no session; a
+// slot comes back when its session ends, and at once when MaxSessions
+// refuses the handshake after Acquire.
+func TestAcquire(t *testing.T) {
+	t.Parallel()
+	sl := &slots{max: 1}
+	srv := &Server{Acquire: sl.acquire}
+	base := startServer(t, srv)
+	c, _ := handshakePolling(t, base)
+	status, body := do(t, newHTTPClient(t), "GET", base+"/socket.io/?EIO=4&transport=polling", "")
+	if status != http.StatusTooManyRequests || !strings.Contains(body, "too many sockets") {
+		t.Fatalf("handshake Acquire refused: %d %q, want 429", status, body)
+	}
+	if n := sessionCount(srv); n != 1 {
+		t.Fatalf("%d sessions, want 1", n)
+	}
+	c.post("1")
+	eventually(t, func() bool { held, released := sl.counts(); return held == 1 && released == 1 })
+
+	sl = &slots{max: 5}
+	srv = &Server{MaxSessions: 1, Acquire: sl.acquire}
+	base = startServer(t, srv)
+	c, _ = handshakePolling(t, base)
+	if status, _ := do(t, newHTTPClient(t), "GET", base+"/socket.io/?EIO=4&transport=polling", ""); status != http.StatusServiceUnavailable {
+		t.Fatalf("handshake over MaxSessions: %d, want 503", status)
+	}
+	if held, released := sl.counts(); held != 2 || released != 1 {
+		t.Fatalf("after a refusal by MaxSessions: %d slots taken, %d given back; want 2 and 1", held, released)
+	}
+	c.post("1")
+	eventually(t, func() bool { _, released := sl.counts(); return released == 2 })
 }
 
 func TestPollingSession(t *testing.T) {

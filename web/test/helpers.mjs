@@ -119,9 +119,13 @@ export async function freePort() {
  * Server is a `pgpush serve` child process on 127.0.0.1:port.
  */
 export class Server {
-  /** @param {number} port */
-  constructor(port) {
+  /**
+   * @param {number} port
+   * @param {Record<string, string>} [env] more environment for serve
+   */
+  constructor(port, env = {}) {
     this.port = port;
+    this.env = env;
     this.base = `http://127.0.0.1:${port}`;
     this.log = '';
     this.child = null;
@@ -136,6 +140,7 @@ export class Server {
         LISTEN_ADDR: `127.0.0.1:${this.port}`,
         SESSION_SECRET: 'web-test-secret-web-test-secret-web-test',
         SHUTDOWN_TIMEOUT: '5s',
+        ...this.env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
