@@ -138,14 +138,26 @@ func startListener(t *testing.T, adjust func(*Listener)) *listenerBundle {
 
 // killListenerBackend terminates the listener's server process, as an
 // operator's pg_terminate_backend or a proxy dropping the connection would.
+// killListenerBackend terminates the listener's backend. A listener still
+// reconnecting from an earlier kill has none yet: it polls until there is
+// one, within waitTimeout.
 func killListenerBackend(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	var n int
-	err := pool.QueryRow(context.Background(), `
-		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = $1 AND datname = current_database()`, db.ListenerApplicationName).Scan(&n)
-	if err != nil || n != 1 {
-		t.Fatalf("terminate listener backend: %d terminated, err %v", n, err)
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var n int
+		err := pool.QueryRow(context.Background(), `
+			SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE application_name = $1 AND datname = current_database()`, db.ListenerApplicationName).Scan(&n)
+		switch {
+		case err != nil || n > 1:
+			t.Fatalf("terminate listener backend: %d terminated, err %v", n, err)
+		case n == 1:
+			return
+		case time.Now().After(deadline):
+			t.Fatal("terminate listener backend: no listener connected")
+		}
+		time.Sleep(10 * time.Millisecond) // polling for the reconnect, not synchronising on a guess
 	}
 }
 
