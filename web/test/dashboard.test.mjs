@@ -57,6 +57,8 @@ describe('dashboard', { timeout: 60_000 }, () => {
 
   it('logs in, subscribes and shows events with changed fields highlighted', async () => {
     await page.goto(server.base + '/');
+    await page.getByLabel('Email').waitFor();
+    assert.equal(await page.locator('#app-view').isVisible(), false, 'the app under the login form');
     await page.getByLabel('Email').fill(creds.email);
     await page.getByLabel('Password').fill('wrong password');
     await page.getByRole('button', { name: 'Log in' }).click();
