@@ -55,6 +55,9 @@ type Server struct {
 	Static http.Handler
 	// Metrics serves /metrics. Optional.
 	Metrics http.Handler
+	// History feeds GET /api/v1/admin/overview, which is served only when
+	// it is set.
+	History *History
 	// Proxies are the peers trusted for X-Forwarded-For/-Proto.
 	Proxies Proxies
 	// Limits bound logins and sockets per client. Zero values: defaults.
@@ -174,6 +177,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("/{$}", s.root)
 	if s.Metrics != nil {
 		route("/metrics", map[string]http.HandlerFunc{http.MethodGet: s.Metrics.ServeHTTP})
+	}
+	if s.History != nil {
+		route("/api/v1/admin/overview", map[string]http.HandlerFunc{http.MethodGet: s.adminOverview})
 	}
 	if s.Static != nil {
 		route("/pgpush.js", map[string]http.HandlerFunc{http.MethodGet: s.Static.ServeHTTP})

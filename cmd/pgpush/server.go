@@ -72,6 +72,7 @@ type server struct {
 	hub      *realtime.Hub
 	listener *realtime.Listener
 	api      *httpapi.Server
+	history  *httpapi.History // the operator view's last minutes
 	// reload carries "grants changed" from the listener's goroutine to the
 	// reload loop, so that a slow query never delays event delivery; a
 	// burst of announcements collapses into one reload.
@@ -125,11 +126,12 @@ func (s *server) open(ctx context.Context) error {
 	s.listener = &realtime.Listener{
 		ConnConfig:     connConfig,
 		StartFunc:      s.hub.SetPosition,
-		DispatchFunc:   s.hub.Dispatch,
+		DispatchFunc:   s.dispatch,
 		ControlFunc:    s.control,
 		ControlChannel: db.ControlChannel,
 		Logger:         s.log,
 	}
+	s.history = httpapi.NewHistory(s.hub.Stats(), s.listener)
 	s.api = &httpapi.Server{
 		Pool:           s.pool,
 		Sessions:       s.sessions,
@@ -140,10 +142,19 @@ func (s *server) open(ctx context.Context) error {
 		Logger:         s.log,
 		Static:         web.Handler(),
 		Metrics:        httpapi.NewMetrics(s.hub, s.listener),
+		History:        s.history,
 		Proxies:        s.cfg.TrustedProxies,
 		Limits:         s.cfg.Limits,
 	}
 	return nil
+}
+
+// dispatch hands the listener's events to the hub, then to the history
+// for their latencies: the hub has one latency observer, and /metrics holds
+// it.
+func (s *server) dispatch(events []*realtime.Event) {
+	s.hub.Dispatch(events)
+	s.history.Dispatched(events)
 }
 
 // control acts on a ControlChannel payload. It runs on the listener's
@@ -186,6 +197,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 	g.Go(func() error { s.hub.RunStatsPush(gctx, time.Second); return nil })
 	g.Go(func() error { s.hub.RunPings(gctx); return nil })
 	g.Go(func() error { s.markDelivered(gctx); return nil })
+	g.Go(func() error { s.history.Run(gctx); return nil })
 	if s.cfg.PprofAddr != "" {
 		g.Go(func() error { return servePprof(gctx, s.cfg.PprofAddr) })
 	}
