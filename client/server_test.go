@@ -360,9 +360,6 @@ func TestServer(t *testing.T) {
 			OnSnapshot: func(s client.Snapshot) { snaps <- s },
 			OnEvent:    got.add,
 		})
-		if errors.Is(err, client.ErrSnapshotUnsupported) {
-			t.Skip("this server does not send snapshot frames yet (SPEC §3.2); TestSnapshotFrames covers the client side")
-		}
 		if err != nil {
 			t.Fatalf("Subscribe with Snapshot: %v", err)
 		}

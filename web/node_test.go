@@ -59,6 +59,15 @@ func TestNode(t *testing.T) {
 		})
 	})
 
+	t.Run("liverows", func(t *testing.T) {
+		t.Parallel()
+		runNode(t, "test/liverows.test.mjs", []string{
+			"PGPUSH_BIN=" + bin,
+			"DATABASE_URL=" + dbtest.New(t),
+			"PSQL=" + psql,
+		})
+	})
+
 	t.Run("closecodes", func(t *testing.T) {
 		t.Parallel()
 		runNode(t, "test/closecodes.test.mjs", []string{

@@ -25,10 +25,6 @@ import (
 // tscTimeout bounds one tsc run (a few hundred milliseconds normally).
 const tscTimeout = time.Minute
 
-// notYetInModule lists what pgpush.d.ts declares from SPEC §6 although
-// pgpush.js does not implement it yet. Remove a name once pgpush.js has it.
-var notYetInModule = []string{"liveRows"}
-
 // TestTypeScript checks static/pgpush.d.ts with tsc --noEmit against the
 // typed example in test/types, whose @ts-expect-error lines must stay
 // errors: the declarations have to accept the right use and refuse the
@@ -106,16 +102,11 @@ console.log(JSON.stringify({ exports: Object.keys(m), members: [...members] }));
 			continue
 		}
 		seen[name] = true
-		has := slices.Contains(module.Members, name)
-		switch {
-		case slices.Contains(notYetInModule, name) && has:
-			t.Errorf("pgpush.js now has %s: remove it from notYetInModule and the \"not yet\" notes in pgpush.d.ts and the README", name)
-		case slices.Contains(notYetInModule, name):
-		case !has:
+		if !slices.Contains(module.Members, name) {
 			t.Errorf("pgpush.d.ts declares PgPush.%s, which pgpush.js does not have", name)
 		}
 	}
-	for _, public := range []string{"on", "off", "once", "subscribe", "unsubscribe", "publish", "close", "connected"} {
+	for _, public := range []string{"on", "off", "once", "subscribe", "unsubscribe", "publish", "liveRows", "close", "connected"} {
 		if !seen[public] {
 			t.Errorf("pgpush.d.ts does not declare PgPush.%s", public)
 		}

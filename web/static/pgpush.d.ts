@@ -9,9 +9,7 @@
 //
 // They declare the module's public API; PgPush's internal methods and
 // fields (connect, onFrame, subs, ...) are left out on purpose. Wire
-// shapes follow SPEC §3. liveRows() and subscribe's `snapshot` option are
-// declared as SPEC §6 describes them: pgpush.js does not implement them
-// yet (see the README's "TypeScript" section).
+// shapes follow SPEC §3 (snapshots §3.2, liveRows §6).
 
 /** A JSON value as it arrives from the server. */
 export type JSONValue = string | number | boolean | null | JSONValue[] | { [key: string]: JSONValue };
@@ -277,7 +275,7 @@ export declare class PgPush {
    * current rows by primary key (created, updated, deleted, left,
    * truncated applied), surviving reconnects (SPEC §6). onChange gets the
    * current rows after each change, and the event applied (null after a
-   * snapshot). Declared per SPEC §6: pgpush.js does not implement it yet.
+   * snapshot). Resolves once the first snapshot is in.
    */
   liveRows<T extends object = Row>(
     channel: string,

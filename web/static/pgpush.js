@@ -273,8 +273,10 @@ export class PgPush {
    * time. Subscribing again with another filter re-subscribes from the last
    * received id, so the switch loses nothing.
    * @param {string} channel
-   * @param {{filter?: Object<string, *>}} [opts] filter: only events whose
-   *   data fields equal these values
+   * @param {{filter?: Object<string, *>, snapshot?: boolean}} [opts] filter:
+   *   only events whose data passes it (SPEC §3.1); snapshot: first the
+   *   current rows, as 'snapshot' frames (SPEC §3.2), then the events after
+   *   them; after a reconnect the subscription resumes with `since` instead
    * @returns {Promise<{channel: string}>}
    */
   subscribe(channel, opts = {}) {
@@ -304,6 +306,7 @@ export class PgPush {
     }
     this.subs.set(channel, {
       filter,
+      snapshot: Boolean(opts.snapshot),
       lastId: undefined,
       recent: new RecentIds(this.options.dedupWindow),
       active: false,
@@ -328,6 +331,99 @@ export class PgPush {
     this.send({ type: 'unsubscribe', channel });
     this.armTimers(this.pendingUnsubscribes, channel);
     return promise;
+  }
+
+  /**
+   * liveRows keeps the current rows of channel: a snapshot (SPEC §3.2),
+   * then every change after it applied by primary key (created and updated
+   * set a row, deleted and left remove it, truncated empties them). It
+   * survives reconnects (the subscription resumes after the last event)
+   * and takes a fresh snapshot when the server cannot resume
+   * (resync_required). onChange gets the current rows after each change,
+   * in primary-key order, and the event applied (null after a snapshot).
+   * It resolves once the first snapshot is in.
+   * @param {string} channel
+   * @param {{filter?: Object<string, *>, key?: string}} [opts] key: the
+   *   primary-key column, default "id"
+   * @param {function(Object<string, *>[], ?PgPushEvent): void} [onChange]
+   * @returns {Promise<{rows: Object<string, *>[], close: function(): Promise<void>}>}
+   */
+  liveRows(channel, opts = {}, onChange = () => {}) {
+    const key = opts?.key ?? 'id';
+    /** @type {Map<string, Object<string, *>>} */
+    const rows = new Map();
+    /** @type {?Map<string, Object<string, *>>} a snapshot arriving */
+    let incoming = null;
+    const current = () => [...rows.values()].sort((a, b) => compareKeys(a[key], b[key]));
+    let settle;
+    const ready = new Promise((resolve, reject) => (settle = { resolve, reject }));
+    const handle = {
+      get rows() {
+        return current();
+      },
+      close: async () => {
+        for (const off of offs) off();
+        await this.unsubscribe(channel);
+      },
+    };
+    const offs = [
+      this.on('snapshot', (m) => {
+        if (m.channel !== channel) return;
+        incoming ??= new Map();
+        for (const row of m.rows) incoming.set(keyString(row[key]), row);
+        if (m.more) return;
+        rows.clear();
+        for (const [k, row] of incoming) rows.set(k, row);
+        incoming = null;
+        onChange(current(), null);
+        settle.resolve(handle);
+      }),
+      this.on('*', (ev) => {
+        if (ev.channel !== channel) return;
+        const action = ev.event.slice(ev.event.lastIndexOf(':') + 1);
+        const k = keyString(ev.data?.[key]);
+        switch (action) {
+          case 'created':
+          case 'updated': {
+            const { changed_fields: _, ...row } = ev.data;
+            rows.set(k, row);
+            break;
+          }
+          case 'deleted':
+          case 'left':
+            rows.delete(k);
+            break;
+          case 'truncated':
+            rows.clear();
+            break;
+          default:
+            return; // a custom event on the channel is not a row change
+        }
+        onChange(current(), ev);
+      }),
+      this.on('resync_required', (m) => {
+        if (m.channel === channel) this.resnapshot(channel);
+      }),
+    ];
+    this.subscribe(channel, { filter: opts?.filter, snapshot: true }).catch((err) => {
+      for (const off of offs) off();
+      settle.reject(err);
+    });
+    return ready;
+  }
+
+  /**
+   * resnapshot starts a snapshot subscription afresh: the events after its
+   * last one are gone from the server's log.
+   * @param {string} channel
+   */
+  resnapshot(channel) {
+    const sub = this.subs.get(channel);
+    if (!sub) return;
+    sub.snapshot = true;
+    sub.lastId = undefined;
+    sub.recent = new RecentIds(this.options.dedupWindow);
+    if (this.connected) this.sendSubscribe(channel);
   }
 
   /**
@@ -426,6 +522,7 @@ export class PgPush {
     if (!sub) return;
     const frame = { type: 'subscribe', channel };
     if (sub.lastId !== undefined) frame.since = sub.lastId;
+    else if (sub.snapshot) frame.snapshot = true;
     if (sub.filter) frame.filter = sub.filter;
     sub.resumed = sub.lastId !== undefined;
     this.send(frame);
@@ -732,6 +829,19 @@ function removeEntry(map, key, entry) {
   const i = q.indexOf(entry);
   if (i >= 0) q.splice(i, 1);
   if (q.length === 0) map.delete(key);
+}
+
+/** keyString makes a primary-key value a Map key (45 and "45" alike). */
+function keyString(v) {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** compareKeys orders primary keys: numbers by value, others as text. */
+function compareKeys(a, b) {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  const x = String(a);
+  const y = String(b);
+  return x < y ? -1 : x > y ? 1 : 0;
 }
 
 function sameFilter(a, b) {
