@@ -150,6 +150,28 @@ describe('Socket.IO clients', { timeout: 90_000 }, () => {
     });
   }
 
+  it('a snapshot as snapshot events, then changes (SPEC §3.2)', async () => {
+    const admin = connect({ transports: ['websocket'], extraHeaders: { Cookie: cookie } });
+    await next(admin, 'connection-confirmed');
+    const want = await psql(`SELECT string_agg(order_number, ' ' ORDER BY id) FROM orders`);
+    const rows = [];
+    let last;
+    admin.on('snapshot', (m) => {
+      assert.equal(m.channel, 'order_changes');
+      rows.push(...m.rows);
+      last = m;
+    });
+    const subscribedP = next(admin, 'subscribed');
+    admin.emit('subscribe', { channel: 'order_changes', snapshot: true });
+    const subscribed = await subscribedP;
+    assert.equal(last?.more, false, 'the last snapshot event says more: false');
+    assert.equal(rows.map((r) => r.order_number).join(' '), want);
+    assert.equal(typeof subscribed.position, 'string');
+    const createdP = next(admin, 'order:created');
+    await psql(`INSERT INTO orders (order_number) VALUES ('ORD-sio-after-snapshot')`);
+    assert.equal((await createdP).data.order_number, 'ORD-sio-after-snapshot');
+  });
+
   it('an anonymous Socket.IO client cannot subscribe to changes', async () => {
     const stranger = connect({ auth: { username: 'Stranger' } });
     await next(stranger, 'connection-confirmed');
