@@ -156,6 +156,10 @@ func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 		}
 		return nil
 	})
+	// gorilla's default answers a close frame itself; the writer answers
+	// it instead (closeWith below), so that a socket never sends two close
+	// frames when the server was closing it at the same moment.
+	conn.SetCloseHandler(func(int, string) error { return nil })
 	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
 	for {
 		kind, frame, err := conn.ReadMessage()

@@ -148,7 +148,6 @@ describe('dashboard', { timeout: 60_000 }, () => {
     assert.ok(drawn > 0, 'the events chart draws its points');
     assert.match(await page.locator('#chart-events desc').textContent(), /Events per second over the last \d+ (s|min): received latest [\d.]+, peak [\d.]+/);
 
-    await page.screenshot({ path: screenshotPath, fullPage: true });
     assert.deepEqual(pageErrors, [], 'errors on the page');
 
     // Unsubscribing stops the stream, and the socket count follows.
@@ -156,6 +155,29 @@ describe('dashboard', { timeout: 60_000 }, () => {
     await sub.getByRole('button', { name: 'Unsubscribe from order_changes' }).click();
     await sub.waitFor({ state: 'detached' });
     await sockets.locator('td.num', { hasText: /^0$/ }).waitFor();
+  });
+
+  it('shows a live table of a channel\'s rows, changed cells highlighted', async () => {
+    await page.locator('#rows-channel option[value="order_changes"]').waitFor({ state: 'attached' });
+    await page.getByLabel('Rows of').selectOption('order_changes');
+    await page.getByRole('button', { name: 'Show rows' }).click();
+    const row = page.locator('#rows-table tbody tr', { hasText: 'ORD-42' });
+    await row.waitFor();
+    const want = Number(await psql(`SELECT count(*) FROM orders`));
+    await page.locator('#rows-count', { hasText: `${want} rows` }).waitFor();
+
+    await psql(`UPDATE orders SET status = 'delivered' WHERE order_number = 'ORD-42'`);
+    const cell = row.locator('td.changed');
+    await cell.waitFor();
+    assert.deepEqual(await cell.allInnerTexts(), ['delivered'], 'only the changed cell is highlighted');
+    await psql(`INSERT INTO orders (order_number, total) VALUES ('ORD-43', 1)`);
+    await page.locator('#rows-table tbody tr.fresh', { hasText: 'ORD-43' }).waitFor();
+    await psql(`DELETE FROM orders WHERE order_number = 'ORD-43'`);
+    await page.locator('#rows-table tbody tr', { hasText: 'ORD-43' }).waitFor({ state: 'detached' });
+
+    await page.screenshot({ path: screenshotPath, fullPage: true });
+    assert.deepEqual(pageErrors, [], 'errors on the page');
+    await page.getByRole('button', { name: 'Stop' }).click();
   });
 
   it('shows a customer no operator view, and the API refuses them', async () => {
