@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"slices"
 	"testing"
+
+	"github.com/pgpush/pgpush/db/dbtest"
 )
 
 // overview is GET /api/v1/admin/overview as a client reads it.
@@ -126,7 +128,7 @@ func TestAdminOverview(t *testing.T) {
 	}
 	// The sampler closes an interval every second: poll until the inserts
 	// are in the history.
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		h := getOverview(t, srv, admin).History
 		var received, delivered float64
 		latency := false

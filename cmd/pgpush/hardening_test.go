@@ -19,6 +19,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgpush/pgpush/db/dbtest"
 	"github.com/pgpush/pgpush/session"
 )
 
@@ -339,7 +340,7 @@ func TestRoomMessagesPruned(t *testing.T) {
 	}
 	exec(t, pool, `UPDATE pgpush.room_messages SET sent_at = now() - interval '2 hours' WHERE room_id = 'old'`)
 	b := startServer(t, url, nil) // prunes at start
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		return countRows(t, pool, `SELECT count(*) FROM pgpush.room_messages WHERE room_id = 'old'`) == 0
 	})
 	if got := countRows(t, pool, `SELECT count(*) FROM pgpush.room_messages WHERE room_id = 'fresh'`); got != 1 {
@@ -512,7 +513,7 @@ func TestNotificationMatch(t *testing.T) {
 	// Pending: sent while the channel has no member.
 	notify("orders", 46, "for 46")
 	notify("orders", 45, "for 45")
-	eventually(t, waitTimeout, func() bool { // dispatched with no member: pending
+	dbtest.Eventually(t, waitTimeout, func() bool { // dispatched with no member: pending
 		_, body := srv.request(t, http.MethodGet, "/metrics", nil, nil)
 		return regexp.MustCompile(`(?m)^pgpush_events_received_total [2-9]`).Match(body)
 	})
@@ -769,7 +770,7 @@ func TestSocketIOLimits(t *testing.T) {
 	// Ending a Socket.IO session frees its slot.
 	a.post("1")
 	var b *sioPoll
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		b, _ = srv.sioHandshake(t)
 		return b != nil
 	})
@@ -791,7 +792,7 @@ func TestSocketIOLimits(t *testing.T) {
 	}
 
 	// An auth payload over 4 KiB is refused with an error event.
-	eventually(t, waitTimeout, func() bool { // b's slot is freed by the 413
+	dbtest.Eventually(t, waitTimeout, func() bool { // b's slot is freed by the 413
 		b, _ = srv.sioHandshake(t)
 		return b != nil
 	})

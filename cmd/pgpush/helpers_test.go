@@ -86,6 +86,16 @@ func startServerLogged(t *testing.T, dbURL string, mutate func(*serverConfig), l
 		t.Fatal("server did not start")
 	}
 	t.Cleanup(func() { s.stop(t) })
+	// Serving starts before the listener has caught up; tests start from a
+	// ready server, as a load balancer would send traffic to one.
+	dbtest.Eventually(t, waitTimeout, func() bool {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 	return s
 }
 
@@ -290,18 +300,6 @@ func exec(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) {
 	t.Helper()
 	if _, err := pool.Exec(context.Background(), sql, args...); err != nil {
 		t.Fatalf("exec %q: %v", sql, err)
-	}
-}
-
-// eventually polls cond until it holds or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
 

@@ -63,7 +63,7 @@ func TestReadinessAndMetricsAcrossListenerOutage(t *testing.T) {
 	if _, err := conn.Exec(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'pgpush-listener' AND datname = current_database()`); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, waitTimeout, func() bool { return ready() == http.StatusServiceUnavailable })
+	dbtest.Eventually(t, waitTimeout, func() bool { return ready() == http.StatusServiceUnavailable })
 	for i := range 3 {
 		if _, err := conn.Exec(ctx, `INSERT INTO orders (order_number) VALUES ($1)`, "ORD-outage-"+strconv.Itoa(i)); err != nil {
 			t.Fatal(err)
@@ -78,7 +78,7 @@ func TestReadinessAndMetricsAcrossListenerOutage(t *testing.T) {
 			t.Fatalf("after the outage got %v, want %s", got, want)
 		}
 	}
-	eventually(t, waitTimeout, func() bool { return ready() == http.StatusOK })
+	dbtest.Eventually(t, waitTimeout, func() bool { return ready() == http.StatusOK })
 
 	resp, body := srv.request(t, http.MethodGet, "/metrics", nil, nil)
 	if resp.StatusCode != http.StatusOK {

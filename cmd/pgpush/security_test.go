@@ -22,6 +22,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/pgpush/pgpush/db/dbtest"
 	"github.com/pgpush/pgpush/httpapi"
 	"github.com/pgpush/pgpush/session"
 )
@@ -333,7 +334,7 @@ func TestRevokeAndGrantAcrossInstances(t *testing.T) {
 	secGrant(t, pool, session.Grant{Channel: "order_changes", Role: "support"})
 	for _, srv := range []*testServer{a, b} {
 		// The channel list reads the same policy cache as subscribe.
-		eventually(t, waitTimeout, func() bool {
+		dbtest.Eventually(t, waitTimeout, func() bool {
 			_, list := secChannels(t, srv, cookie)
 			_, ok := list["order_changes"]
 			return ok
@@ -386,7 +387,7 @@ func TestChannelList(t *testing.T) {
 
 	secRevoke(t, pool, "room:*", session.RoleAnonymous)
 	secRevoke(t, pool, "notify:*", session.RoleAnonymous)
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		status, _ := secChannels(t, srv, nil)
 		return status == http.StatusUnauthorized
 	})
@@ -434,7 +435,7 @@ func TestAnonymousSockets(t *testing.T) {
 	secRevoke(t, pool, "notify:*", session.RoleAnonymous)
 	// Its subscription may be ended first; then the socket itself goes.
 	c.expectClose(websocket.ClosePolicyViolation)
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		d, _, err := srv.dial(t, "/ws", nil, nil)
 		if err != nil {
 			t.Fatalf("upgrade refused: %v", err)
@@ -668,7 +669,7 @@ func TestSocketsPerAddress(t *testing.T) {
 		t.Fatalf("4th socket: err %v, resp %v, want HTTP 429", err, resp)
 	}
 	open[0].conn.Close()
-	eventually(t, waitTimeout, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		c, _, err := srv.dial(t, "/ws", cookie, nil)
 		if err != nil {
 			return false

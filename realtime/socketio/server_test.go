@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+	"github.com/pgpush/pgpush/db/dbtest"
 )
 
 // waitTimeout bounds every wait in these tests.
@@ -102,17 +103,6 @@ func waitFor[T any](t *testing.T, ch <-chan T) T {
 	case <-time.After(waitTimeout):
 		t.Fatal("timed out")
 		panic("unreachable")
-	}
-}
-
-func eventually(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met in time")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 
@@ -366,7 +356,7 @@ func TestMaxSessions(t *testing.T) {
 		t.Fatalf("second handshake: %d %q, want 503 too many sessions", status, body)
 	}
 	c.post("1")
-	eventually(t, func() bool { return sessionCount(srv) == 0 })
+	dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 	c, _ = handshakePolling(t, base)
 	c.post("1")
 }
@@ -418,7 +408,7 @@ func TestAcquire(t *testing.T) {
 		t.Fatalf("%d sessions, want 1", n)
 	}
 	c.post("1")
-	eventually(t, func() bool { held, released := sl.counts(); return held == 1 && released == 1 })
+	dbtest.Eventually(t, waitTimeout, func() bool { held, released := sl.counts(); return held == 1 && released == 1 })
 
 	sl = &slots{max: 5}
 	srv = &Server{MaxSessions: 1, Acquire: sl.acquire}
@@ -431,7 +421,7 @@ func TestAcquire(t *testing.T) {
 		t.Fatalf("after a refusal by MaxSessions: %d slots taken, %d given back; want 2 and 1", held, released)
 	}
 	c.post("1")
-	eventually(t, func() bool { _, released := sl.counts(); return released == 2 })
+	dbtest.Eventually(t, waitTimeout, func() bool { _, released := sl.counts(); return released == 2 })
 }
 
 func TestPollingSession(t *testing.T) {
@@ -475,7 +465,7 @@ func TestPollingSession(t *testing.T) {
 		t.Fatalf("POST disconnect: %d", status)
 	}
 	waitFor(t, s.Done())
-	eventually(t, func() bool { return sessionCount(srv) == 0 })
+	dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 	if err := s.Emit("late"); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Emit after close=%v, want ErrClosed", err)
 	}
@@ -492,7 +482,7 @@ func TestOverlappingPollCloses(t *testing.T) {
 		_, body := c.get()
 		first <- body
 	}()
-	eventually(t, func() bool {
+	dbtest.Eventually(t, waitTimeout, func() bool {
 		srv.mu.Lock()
 		s := srv.sessions[c.sid]
 		srv.mu.Unlock()
@@ -506,7 +496,7 @@ func TestOverlappingPollCloses(t *testing.T) {
 	if body := waitFor(t, first); body != "1" {
 		t.Fatalf("first GET=%q, want close packet 1", body)
 	}
-	eventually(t, func() bool { return sessionCount(srv) == 0 })
+	dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 	if status, _ := c.get(); status != http.StatusBadRequest {
 		t.Fatalf("GET after close: %d, want 400", status)
 	}
@@ -547,7 +537,7 @@ func TestBadPacketsCloseSession(t *testing.T) {
 			if status := c.post(tt.packets); status != http.StatusBadRequest {
 				t.Fatalf("POST %q: %d, want 400", tt.packets, status)
 			}
-			eventually(t, func() bool { return sessionCount(srv) == 0 })
+			dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 		})
 		t.Run(tt.name+"/websocket", func(t *testing.T) {
 			t.Parallel()
@@ -567,7 +557,7 @@ func TestBadPacketsCloseSession(t *testing.T) {
 				writeWS(t, conn, p)
 			}
 			wsClosed(t, conn)
-			eventually(t, func() bool { return sessionCount(srv) == 0 })
+			dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 		})
 	}
 }
@@ -594,7 +584,7 @@ func TestPayloadTooLarge(t *testing.T) {
 	if status := c.post(`42["echo","` + strings.Repeat("x", 200) + `"]`); status != http.StatusRequestEntityTooLarge {
 		t.Fatalf("POST 200 bytes: %d, want 413", status)
 	}
-	eventually(t, func() bool { return sessionCount(srv) == 0 })
+	dbtest.Eventually(t, waitTimeout, func() bool { return sessionCount(srv) == 0 })
 
 	conn := dialWS(t, base, "")
 	readWS(t, conn)
