@@ -281,11 +281,12 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 				s.mu.Unlock()
 				return errSubscriptionEnded
 			}
-			if !s.visible(ev) {
+			out := s.judge(ev)
+			if out == nil {
 				s.mu.Unlock()
 				return nil
 			}
-			pushed := c.t.pushBelow(ev.frame(c.wire, false))
+			pushed := c.t.pushBelow(out.frame(c.wire, false))
 			s.mu.Unlock()
 			if pushed {
 				c.hub.stats.Delivered.Add(1)

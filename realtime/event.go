@@ -4,6 +4,7 @@
 package realtime
 
 import (
+	"bytes"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -44,6 +45,11 @@ type Event struct {
 	// Xid is the transaction that wrote the event: a snapshot subscription
 	// skips the events its rows already reflect.
 	Xid uint64
+	// Old holds, for an update, the old values of the changed fields: what
+	// a subscription judges the row before the update by, to tell a
+	// subscriber it can no longer see the row (<entity>:left). It never
+	// leaves the server.
+	Old json.RawMessage
 
 	// Each wire form is built once, on first use, and shared by every
 	// socket that needs it: /ws frames are kept with their WebSocket
@@ -62,6 +68,11 @@ type Event struct {
 
 	matchOnce sync.Once
 	match     *filter.Fields
+
+	// The row before the update, built once from Data and Old.
+	beforeOnce   sync.Once
+	beforeFields *filter.Fields
+	left         *Event
 }
 
 // frameCache holds one lazily built encoding.
@@ -141,6 +152,40 @@ func (e *Event) fields() *filter.Fields {
 		e.match = filter.Decode(data)
 	})
 	return e.match
+}
+
+// before returns the row as it was before an update, decoded, and the
+// <entity>:left event that carries it; nil for any other event.
+func (e *Event) before() (*filter.Fields, *Event) {
+	e.beforeOnce.Do(func() {
+		entity, action, ok := strings.Cut(e.Name, ":")
+		if len(e.Old) == 0 || !ok || action != "updated" {
+			return
+		}
+		var row, old map[string]json.RawMessage
+		if json.Unmarshal(e.Data, &row) != nil || json.Unmarshal(e.Old, &old) != nil {
+			return
+		}
+		delete(row, "changed_fields")
+		for k, v := range old {
+			row[k] = v
+		}
+		data, err := json.Marshal(row)
+		if err != nil {
+			return
+		}
+		e.beforeFields = filter.Decode(data)
+		e.left = &Event{Pos: e.Pos, Channel: e.Channel, Name: entity + ":left", Data: data, Time: e.Time, Xid: e.Xid}
+	})
+	return e.beforeFields, e.left
+}
+
+// truncates reports whether e says a watched table was emptied: every
+// subscriber of the channel gets it, whatever its filter or --match. Only
+// an event with no data passes, so a custom event named like one can
+// carry nothing past a grant.
+func (e *Event) truncates() bool {
+	return strings.HasSuffix(e.Name, ":truncated") && string(bytes.TrimSpace(e.Data)) == "{}"
 }
 
 // isNotification reports whether e is a notification-received frame:

@@ -209,7 +209,7 @@ const wakeEvery = 32
 // Dispatch hands events, in delivery order, to their subscribers. Only the
 // listener calls it, from one goroutine.
 func (h *Hub) Dispatch(events []*Event) {
-	var subs []*subscription
+	var subs []delivery
 	var clients []*Client
 	// Writers are woken once per run of events, not once per frame.
 	var woken []*Client
@@ -246,13 +246,7 @@ func (h *Hub) Dispatch(events []*Event) {
 			// meets are looked at, and each is judged on fields decoded once:
 			// the cost follows the matches, not the subscribers.
 			if idx := h.channels[ev.Channel]; idx != nil {
-				fields := ev.fields()
-				idx.Candidates(fields, func(s *subscription) bool {
-					if s.pred.Load().Match(fields) {
-						subs = append(subs, s)
-					}
-					return true
-				})
+				subs = matching(idx, ev, subs)
 			}
 		}
 		pos := ev.Pos
@@ -276,10 +270,10 @@ func (h *Hub) Dispatch(events []*Event) {
 				}
 			}
 		default:
-			for _, s := range subs {
-				if s.offer(ev) {
+			for _, d := range subs {
+				if d.sub.offer(d.ev) {
 					delivered++
-					touch(s.client)
+					touch(d.sub.client)
 				}
 			}
 		}
@@ -293,6 +287,45 @@ func (h *Hub) Dispatch(events []*Event) {
 			h.latency(time.Since(ev.Time))
 		}
 	}
+}
+
+// delivery is one event for one subscription: the event itself, or the
+// <entity>:left that an update means to a subscription that could see the
+// row before it and cannot after.
+type delivery struct {
+	sub *subscription
+	ev  *Event
+}
+
+// matching appends what each subscription in idx gets of ev. The caller
+// holds the hub's read lock, so index and predicates agree.
+func matching(idx *filter.Index[*subscription], ev *Event, out []delivery) []delivery {
+	if ev.truncates() {
+		idx.All(func(s *subscription) bool {
+			out = append(out, delivery{s, ev})
+			return true
+		})
+		return out
+	}
+	fields := ev.fields()
+	idx.Candidates(fields, func(s *subscription) bool {
+		if s.pred.Load().Match(fields) {
+			out = append(out, delivery{s, ev})
+		}
+		return true
+	})
+	// An update may move a row out of a subscription's view: look up the
+	// row as it was, too. A subscription that matches the new row was
+	// taken above; one that matches only the old row is told it left.
+	if old, left := ev.before(); old != nil {
+		idx.Candidates(old, func(s *subscription) bool {
+			if pred := s.pred.Load(); !pred.Match(fields) && pred.Match(old) {
+				out = append(out, delivery{s, left})
+			}
+			return true
+		})
+	}
+	return out
 }
 
 // markDelivered queues a notification's id to be marked no longer pending.

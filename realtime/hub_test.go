@@ -479,8 +479,9 @@ func TestHubNotificationToEveryoneAppliesMatch(t *testing.T) {
 }
 
 // TestHubIndexedDispatchAgreesWithScan is the property of issue 14: for
-// random grants, filters and events, Dispatch (through the index) reaches
-// exactly the sockets that judging every subscription would.
+// random grants, filters and events (updates among them, which may move a
+// row out of view), Dispatch (through the index) reaches exactly the
+// sockets, with exactly the events, that judging every subscription would.
 func TestHubIndexedDispatchAgreesWithScan(t *testing.T) {
 	t.Parallel()
 	rng := rand.New(rand.NewPCG(14, 14))
@@ -529,26 +530,111 @@ func TestHubIndexedDispatchAgreesWithScan(t *testing.T) {
 		for range 50 {
 			channel := []string{"order_changes", "open_changes"}[rng.IntN(2)]
 			data := fmt.Sprintf(`{"customer_id":%s,"status":%s}`, pick(), pick())
-			ev := b.event(channel, "order:updated", data)
-			var want []int
+			var ev *Event
+			if rng.IntN(2) == 0 {
+				ev = b.event(channel, "order:created", data)
+			} else { // an update: the row before it had other values
+				ev = b.updated(channel, data, fmt.Sprintf(`{"customer_id":%s,"status":%s}`, pick(), pick()))
+			}
+			var want []string
 			for i, s := range socks {
 				b.hub.mu.RLock()
 				sub := s.c.subs[channel]
 				b.hub.mu.RUnlock()
-				if sub != nil && sub.visible(ev) {
-					want = append(want, i)
+				if sub == nil {
+					continue
+				}
+				if out := sub.judge(ev); out != nil {
+					want = append(want, fmt.Sprintf("%d %s", i, out.Name))
 				}
 			}
 			b.hub.Dispatch([]*Event{ev})
-			var got []int
+			var got []string
 			for i, s := range socks {
-				if len(s.ft.take()) > 0 {
-					got = append(got, i)
+				for _, m := range frames(t, s.ft) {
+					got = append(got, fmt.Sprintf("%d %s", i, m["event"]))
 				}
 			}
 			if !slices.Equal(got, want) {
-				t.Fatalf("round %d, event %s on %s: reached %v, judging every subscription gives %v", round, data, channel, got, want)
+				t.Fatalf("round %d, event %s (old %s) on %s: reached %v, judging every subscription gives %v", round, data, ev.Old, channel, got, want)
 			}
 		}
+	}
+}
+
+// updated makes an update event whose changed fields had the old values in
+// old (what the trigger logs beside the event).
+func (b *hubBundle) updated(channel, data, old string) *Event {
+	ev := b.event(channel, "order:updated", data)
+	ev.Old = json.RawMessage(old)
+	return ev
+}
+
+func TestHubRowLeavesView(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	c45, t45 := b.connect(t, customer(45, "customer_id=45"))
+	c46, t46 := b.connect(t, customer(46, "customer_id=46"))
+	send(c45, `{"type":"subscribe","channel":"order_changes"}`)
+	send(c46, `{"type":"subscribe","channel":"order_changes","filter":{"status":{"ne":"cancelled"}}}`)
+	frames(t, t45)
+	frames(t, t46)
+
+	// The order moves from customer 45 to 46: 45 is told it left, with
+	// the row as it was (never the new values); 46 gets the whole new row.
+	b.hub.Dispatch([]*Event{b.updated("order_changes",
+		`{"id":1,"customer_id":46,"status":"paid","total":5,"changed_fields":{"customer_id":46}}`, `{"customer_id":45}`)})
+	got45 := frames(t, t45)
+	if len(got45) != 1 || got45[0]["event"] != "order:left" {
+		t.Fatalf("customer 45 got %v, want one order:left", got45)
+	}
+	if data := got45[0]["data"].(map[string]any); data["customer_id"] != 45.0 || data["status"] != "paid" || data["changed_fields"] != nil {
+		t.Errorf("left data = %v, want the row before the update, without changed_fields", data)
+	}
+	if got := summary(frames(t, t46)); !slices.Equal(got, []string{"order:updated 1"}) {
+		t.Errorf("customer 46 got %q, want the update (the row moved into view)", got)
+	}
+
+	// Leaving a filter's view: 46 no longer sees cancelled orders.
+	b.hub.Dispatch([]*Event{b.updated("order_changes",
+		`{"id":1,"customer_id":46,"status":"cancelled","total":5,"changed_fields":{"status":"cancelled"}}`, `{"status":"paid"}`)})
+	got46 := frames(t, t46)
+	if len(got46) != 1 || got46[0]["event"] != "order:left" || got46[0]["data"].(map[string]any)["status"] != "paid" {
+		t.Errorf("customer 46 got %v, want order:left with status paid", got46)
+	}
+	if got := frames(t, t45); len(got) != 0 {
+		t.Errorf("customer 45 got %v of a row it no longer saw", got)
+	}
+}
+
+func TestHubTruncateReachesEverySubscriber(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	c, ct := b.connect(t, customer(45, "customer_id=45"))
+	send(c, `{"type":"subscribe","channel":"order_changes","filter":{"status":"paid"}}`)
+	frames(t, ct)
+	b.hub.Dispatch([]*Event{
+		b.event("order_changes", "order:truncated", `{}`),
+		// Named like one but carrying data: judged like any event.
+		b.event("order_changes", "order:truncated", `{"customer_id":46,"status":"paid"}`),
+	})
+	if got := summary(frames(t, ct)); !slices.Equal(got, []string{"order:truncated 1"}) {
+		t.Errorf("got %q, want the one empty truncated event", got)
+	}
+}
+
+func TestHubReplaySendsLeft(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{Match: map[string]string{"customer_id": "customer_id"}})
+	first := b.event("order_changes", "order:created", `{"id":1,"customer_id":45}`)
+	moved := b.updated("order_changes", `{"id":1,"customer_id":46,"changed_fields":{"customer_id":46}}`, `{"customer_id":45}`)
+	b.hub.Dispatch([]*Event{first, moved})
+	c, ct := b.connect(t, customer(45, "customer_id=45"))
+	send(c, fmt.Sprintf(`{"type":"subscribe","channel":"order_changes","since":"%d"}`, first.Pos.ID))
+	if got := summary(frames(t, ct)); !slices.Equal(got, []string{"subscribed order_changes", "order:left 2"}) {
+		t.Errorf("replay gave %q, want order:left for the move", got)
 	}
 }

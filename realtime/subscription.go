@@ -61,7 +61,19 @@ func (s *subscription) setRules(access session.Access, f *filter.Filter) {
 // visible applies the grant's match rule and the client's filter, both
 // compiled; the event's fields are decoded once for every subscription.
 func (s *subscription) visible(ev *Event) bool {
-	return s.pred.Load().Match(ev.fields())
+	return ev.truncates() || s.pred.Load().Match(ev.fields())
+}
+
+// judge is what s gets of ev outside Dispatch (a replay): ev, the
+// <entity>:left it means to s, or nil.
+func (s *subscription) judge(ev *Event) *Event {
+	if s.visible(ev) {
+		return ev
+	}
+	if old, left := ev.before(); old != nil && s.pred.Load().Match(old) {
+		return left
+	}
+	return nil
 }
 
 // offer queues ev, which Dispatch found visible to s, and reports whether

@@ -127,6 +127,17 @@ func (ix *Index[S]) Len() int {
 	return len(ix.placed)
 }
 
+// All calls yield with every subscription in the index, stopping if yield
+// returns false: for an event every subscriber gets whatever its filter
+// (a TRUNCATE).
+func (ix *Index[S]) All(yield func(S) bool) {
+	for s := range ix.placed {
+		if !yield(s) {
+			return
+		}
+	}
+}
+
 // Candidates calls yield with every subscription whose indexed condition
 // an event with fields f meets, and with every scanned one, each once,
 // until yield returns false. The caller still matches each against its
