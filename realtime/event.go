@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgpush/pgpush/db"
 	"github.com/pgpush/pgpush/realtime/filter"
+	"github.com/pgpush/pgpush/realtime/socketio"
 )
 
 // timestampLayout is ISO-8601 UTC with milliseconds and a Z, as SPEC §3 asks.
@@ -235,13 +236,7 @@ func (e *Event) broadcastFrame(wire wireForm) []byte {
 
 // socketIOPacket encodes a Socket.IO EVENT packet: 42["name",payload].
 func socketIOPacket(name string, payload []byte) []byte {
-	quoted, _ := json.Marshal(name)
-	out := make([]byte, 0, len(payload)+len(quoted)+5)
-	out = append(out, "42["...)
-	out = append(out, quoted...)
-	out = append(out, ',')
-	out = append(out, payload...)
-	return append(out, ']')
+	return socketio.EncodeRawEvent(name, payload)
 }
 
 // toSocketIO turns a /ws frame into the Socket.IO event a socket.io client

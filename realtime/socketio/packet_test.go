@@ -230,3 +230,23 @@ func samePacket(a, b packet) bool {
 	return a.Type == b.Type && a.Namespace == b.Namespace && a.ID == b.ID && bytes.Equal(a.Data, b.Data) &&
 		slices.EqualFunc(a.Args, b.Args, func(x, y json.RawMessage) bool { return bytes.Equal(x, y) })
 }
+
+func TestEncodeRawEventAgreesWithEncodeEvent(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		event   string
+		payload string
+	}{
+		{"order:updated", `{"id":"1","data":{"a":[1,2]}}`},
+		{"notification-received", `{"title":"\u00e9\"x"}`},
+		{"quote\"name", `null`},
+	} {
+		want, err := EncodeEvent(tt.event, json.RawMessage(tt.payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := EncodeRawEvent(tt.event, []byte(tt.payload)); string(got) != string(want) {
+			t.Errorf("EncodeRawEvent(%q, %s) = %s, want %s", tt.event, tt.payload, got, want)
+		}
+	}
+}

@@ -132,6 +132,21 @@ func EncodeEvent(event string, args ...any) ([]byte, error) {
 	return encodeMessage(packetEvent, -1, data), nil
 }
 
+// EncodeRawEvent is EncodeEvent for one argument already encoded as JSON,
+// which is copied as is: the fan-out encodes an event once and shares the
+// packet. The caller checks payload is valid JSON and event is not
+// reserved.
+func EncodeRawEvent(event string, payload []byte) []byte {
+	name, _ := json.Marshal(event)
+	data := make([]byte, 0, len(name)+len(payload)+3)
+	data = append(data, '[')
+	data = append(data, name...)
+	data = append(data, ',')
+	data = append(data, payload...)
+	data = append(data, ']')
+	return encodeMessage(packetEvent, -1, data)
+}
+
 // deliver hands ev to the OnConnect function, blocking until it is taken
 // or the socket closes; it reports whether ev was taken.
 func (s *Socket) deliver(ev Event) bool {
