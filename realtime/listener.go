@@ -67,9 +67,11 @@ type Listener struct {
 	// testSignals do nothing unless a test initialises them.
 	testSignals listenerTestSignals
 
-	// Only Start, then the Run goroutine, touch conn and cursor.
-	conn   listenConn
-	cursor Position
+	// Only Start, then the Run goroutine, touch conn, cursor and
+	// following (conn holds the follower lock).
+	conn      listenConn
+	cursor    Position
+	following bool
 
 	leader     atomic.Bool // conn holds the sequencer's lock
 	ready      atomic.Bool
@@ -217,6 +219,7 @@ func (l *Listener) reconnect(ctx context.Context) bool {
 func (l *Listener) open(ctx context.Context) error {
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	l.following = false
 	if err := l.conn.Connect(connectCtx); err != nil {
 		return fmt.Errorf("connect listener: %w", err)
 	}
@@ -230,7 +233,7 @@ func (l *Listener) open(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := l.elect(ctx); err != nil {
+	if _, err := l.elect(ctx); err != nil {
 		l.conn.Close(context.WithoutCancel(ctx))
 		return err
 	}
@@ -272,23 +275,57 @@ func (l *Listener) listen(ctx context.Context, channel string) error {
 	return nil
 }
 
-// elect tries to make this listener the sequencer, unless it is already.
-func (l *Listener) elect(ctx context.Context) error {
+// elect tries to make this listener the sequencer, unless it is already;
+// otherwise it makes sure the sequencer tells it of new numbers. It
+// reports whether this listener just became the sequencer.
+func (l *Listener) elect(ctx context.Context) (bool, error) {
 	if l.leader.Load() {
-		return nil
+		return false, nil
 	}
 	lead, err := db.SequencerLead(ctx, l.conn)
-	if err != nil || !lead {
-		return err
+	if err != nil {
+		return false, err
+	}
+	if !lead {
+		if !l.following {
+			if err := db.SequencerFollow(ctx, l.conn, true); err != nil {
+				return false, err
+			}
+			l.following = true
+		}
+		return false, nil
+	}
+	if l.following {
+		if err := db.SequencerFollow(ctx, l.conn, false); err != nil {
+			return false, err
+		}
+		l.following = false
 	}
 	// Writers' doorbells go to the sequencer only.
 	if err := l.listen(ctx, db.EventsChannel); err != nil {
-		return err
+		return false, err
 	}
 	l.leader.Store(true)
 	l.Logger.Info("listener is the sequencer")
 	l.testSignals.leading.signal(struct{}{})
-	return nil
+	return true, nil
+}
+
+// takeOver tries to become the sequencer on a connection that is already
+// reading, then looks at the log.
+func (l *Listener) takeOver(ctx context.Context) error {
+	promoted, err := l.elect(ctx)
+	if err != nil {
+		return err
+	}
+	if promoted {
+		// What the previous sequencer numbered last may not have
+		// reached us: its notification, or our read of it, may be lost.
+		if err := l.catchUp(ctx); err != nil {
+			return err
+		}
+	}
+	return l.checkLog(ctx)
 }
 
 // resign hands the sequencer's role to another instance at shutdown;
@@ -329,18 +366,12 @@ func (l *Listener) handle(ctx context.Context, n *pgconn.Notification) error {
 		// Reading the log doubles as the connection check, and catches
 		// any doorbell that was never rung: two-phase transactions ring
 		// none (PostgreSQL refuses PREPARE after NOTIFY).
-		if err := l.elect(ctx); err != nil {
-			return err
-		}
-		return l.checkLog(ctx)
+		return l.takeOver(ctx)
 	case n.Channel == db.EventsChannel:
 		return l.checkLog(ctx)
 	case n.Channel == db.SequencedChannel:
 		if n.Payload == db.ResignPayload {
-			if err := l.elect(ctx); err != nil {
-				return err
-			}
-			return l.checkLog(ctx)
+			return l.takeOver(ctx)
 		}
 		seq, err := strconv.ParseInt(n.Payload, 10, 64)
 		if err == nil && seq <= l.cursor.Seq {
@@ -369,23 +400,27 @@ func (l *Listener) checkLog(ctx context.Context) error {
 func (l *Listener) sequence(ctx context.Context) error {
 	poll := minPoll
 	for {
-		if err := db.SequencerWake(ctx, l.conn); err != nil {
-			return err
-		}
-		more, err := l.sequenceRound(ctx)
-		for err == nil && more {
+		n, err := db.SequencerWake(ctx, l.conn)
+		for {
+			if err != nil {
+				return err
+			}
+			more, err := l.afterRound(ctx, n)
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
 			poll = minPoll
-			more, err = l.sequenceRound(ctx)
+			n, err = db.Sequence(ctx, l.conn)
 		}
-		if err != nil {
-			return err
-		}
-		idle, err := db.SequencerRest(ctx, l.conn)
+		n, idle, err := db.SequencerRest(ctx, l.conn)
 		if err != nil {
 			return err
 		}
 		if idle {
-			more, err := l.sequenceRound(ctx)
+			more, err := l.afterRound(ctx, n)
 			if err != nil || !more {
 				return err
 			}
@@ -398,20 +433,17 @@ func (l *Listener) sequence(ctx context.Context) error {
 	}
 }
 
-// sequenceRound numbers what committed since the last round and reads
-// it. It reports whether there may be more: it numbered something, or a
-// doorbell came in with the round's answers (rung by a writer that may
-// have committed after the round's snapshot). Under steady writes the
-// sequencer goes from round to round without waiting for notifications,
-// so it also acts on the control messages among them here: a logout must
-// not wait for a quiet moment.
-func (l *Listener) sequenceRound(ctx context.Context) (more bool, err error) {
-	n, err := db.Sequence(ctx, l.conn)
-	if err != nil {
-		return false, err
-	}
-	if err := l.catchUp(ctx); err != nil {
-		return false, err
+// afterRound reads the n commits a round numbered, and reports whether
+// there may be more: it numbered some, or a doorbell came in with the
+// round's answers (rung by a writer that may have committed after the
+// round's snapshot). Under steady writes the sequencer goes from round to
+// round without waiting for notifications, so it also acts on the control
+// messages among them here: a logout must not wait for a quiet moment.
+func (l *Listener) afterRound(ctx context.Context, n int64) (more bool, err error) {
+	if n > 0 {
+		if err := l.catchUp(ctx); err != nil {
+			return false, err
+		}
 	}
 	rung := l.drain(ctx)
 	return n > 0 || rung, nil

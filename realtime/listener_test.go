@@ -269,11 +269,13 @@ func TestListenerSurvivesBackendKill(t *testing.T) {
 			}
 		})
 	}
-	killed := 0
+	killAt := []int{250, 600}
 	for d := range milestones {
-		if (d == 250 || d == 600) && killed < 2 {
+		if len(killAt) > 0 && d >= killAt[0] {
 			killListenerBackend(t, b.pool)
-			killed++
+			// Back before the next kill, or there is nothing to kill.
+			b.listener.testSignals.caughtUp.waitOrTimeout(t)
+			killAt = killAt[1:]
 		}
 		if d == writers*perWriter {
 			break

@@ -22,6 +22,8 @@
 --   7370707573680002  leader: held by the sequencer's connection
 --   7370707573680003  awake: held by the sequencer while it reads
 --   7370707573680004  committing: shared by writers while they commit
+--   7370707573680005  one sequence() at a time
+--   7370707573680006  follower: shared by the other instances' listeners
 
 -- +goose Up
 
@@ -113,34 +115,44 @@ CREATE CONSTRAINT TRIGGER events_doorbell
 -- transactions go in the order of their last event id: one that waited
 -- for another's row lock, or began after another committed, wrote its
 -- last event after the other committed, so it comes later; the order per
--- row is commit order. Readers are told on pgpush_sequenced.
+-- row is commit order. The listeners of other instances hold the
+-- follower lock in share mode and are told on pgpush_sequenced; with none,
+-- the sequencer's commit takes no NOTIFY lock.
 --
--- It must run in a REPEATABLE READ transaction that locks
--- pgpush.sequencer before anything else, so that the rows it reads and
--- pg_current_snapshot() are one snapshot, taken after the previous
--- sequence() committed:
---   BEGIN ISOLATION LEVEL REPEATABLE READ;
---   LOCK TABLE pgpush.sequencer IN EXCLUSIVE MODE;
---   SELECT pgpush.sequence();
---   COMMIT;
+-- p_flag true raises the "awake" flag first. false lowers it and, while a
+-- writer that may have seen it up is still committing, returns -1 without
+-- numbering anything. NULL leaves it as it is.
+--
+-- One statement in a transaction of its own: each statement of a plpgsql
+-- function reads with a new snapshot, so the one taken after the step
+-- lock sees the previous sequence() committed, and only what is visible
+-- in that snapshot (cur) is numbered, whatever later statements see.
 -- +goose StatementBegin
-CREATE FUNCTION pgpush.sequence() RETURNS bigint
+CREATE FUNCTION pgpush.sequence(p_flag boolean DEFAULT NULL) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
-    cur  pg_snapshot := pg_current_snapshot();
+    cur  pg_snapshot;
     prev pg_snapshot;
     last bigint;
     n    bigint;
     top  bigint;
 BEGIN
-    IF current_setting('transaction_isolation') <> 'repeatable read' THEN
-        RAISE EXCEPTION 'pgpush.sequence() needs a REPEATABLE READ transaction that locked pgpush.sequencer first';
+    IF p_flag THEN
+        PERFORM pg_advisory_lock(7370707573680003);
+    ELSIF NOT p_flag THEN
+        PERFORM pg_advisory_unlock(7370707573680003);
+        IF NOT pg_try_advisory_lock(7370707573680004) THEN
+            RETURN -1;
+        END IF;
+        PERFORM pg_advisory_unlock(7370707573680004);
     END IF;
+    PERFORM pg_advisory_xact_lock(7370707573680005);
+    cur := pg_current_snapshot();
     SELECT snapshot, last_seq INTO prev, last FROM pgpush.sequencer;
     WITH batch AS (
         SELECT e.xid, max(e.id) AS last_id FROM pgpush.events e
-        WHERE e.xid >= pg_snapshot_xmax(prev)
-           OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(prev)))
+        WHERE (e.xid >= pg_snapshot_xmax(prev) OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(prev))))
+          AND pg_visible_in_snapshot(e.xid, cur)
         GROUP BY e.xid
     ), numbered AS (
         INSERT INTO pgpush.commits (seq, xid)
@@ -151,39 +163,34 @@ BEGIN
     SELECT count(*), max(seq) INTO n, top FROM numbered;
     IF n > 0 THEN
         UPDATE pgpush.sequencer SET snapshot = cur, last_seq = top;
-        PERFORM pg_notify('pgpush_sequenced', top::text);
+        IF NOT pg_try_advisory_xact_lock(7370707573680006) THEN
+            PERFORM pg_notify('pgpush_sequenced', top::text);
+        END IF;
     END IF;
     RETURN n;
 END
 $$;
 -- +goose StatementEnd
 
--- The sequencer's advisory locks, for its connection (session locks).
+-- sequencer_lead tries to make the calling session the sequencer; it
+-- stays the sequencer until it resigns or the session ends.
 -- +goose StatementBegin
 CREATE FUNCTION pgpush.sequencer_lead() RETURNS boolean
 LANGUAGE sql AS $$ SELECT pg_try_advisory_lock(7370707573680002) $$;
 -- +goose StatementEnd
 
--- sequencer_wake raises the flag; writers committing while it is up skip
--- the doorbell.
+-- sequencer_follow(true) says the calling session's listener wants to be
+-- told of new numbers; false takes that back (when it becomes the
+-- sequencer itself).
 -- +goose StatementBegin
-CREATE FUNCTION pgpush.sequencer_wake() RETURNS void
-LANGUAGE sql AS $$ SELECT pg_advisory_lock(7370707573680003) $$;
--- +goose StatementEnd
-
--- sequencer_rest lowers the flag and reports whether every writer that
--- could have seen it up has finished committing; if so, one more sequence()
--- covers them all and the sequencer may sleep until the next doorbell.
--- +goose StatementBegin
-CREATE FUNCTION pgpush.sequencer_rest() RETURNS boolean
+CREATE FUNCTION pgpush.sequencer_follow(p_on boolean) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM pg_advisory_unlock(7370707573680003);
-    IF pg_try_advisory_lock(7370707573680004) THEN
-        PERFORM pg_advisory_unlock(7370707573680004);
-        RETURN true;
+    IF p_on THEN
+        PERFORM pg_advisory_lock_shared(7370707573680006);
+    ELSE
+        PERFORM pg_advisory_unlock_shared(7370707573680006);
     END IF;
-    RETURN false;
 END
 $$;
 -- +goose StatementEnd
@@ -219,10 +226,9 @@ END
 $$;
 -- +goose StatementEnd
 DROP FUNCTION pgpush.sequencer_resign();
-DROP FUNCTION pgpush.sequencer_rest();
-DROP FUNCTION pgpush.sequencer_wake();
+DROP FUNCTION pgpush.sequencer_follow(boolean);
 DROP FUNCTION pgpush.sequencer_lead();
-DROP FUNCTION pgpush.sequence();
+DROP FUNCTION pgpush.sequence(boolean);
 DROP TRIGGER events_doorbell ON pgpush.events;
 DROP FUNCTION pgpush.doorbell();
 DROP TABLE pgpush.sequencer;
