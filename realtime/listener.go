@@ -87,6 +87,11 @@ const (
 	// doorbell are still committing: a commit takes about one WAL flush.
 	minPoll = time.Millisecond
 	maxPoll = 100 * time.Millisecond
+	// roundEvery is the sequencer's shortest period while writers keep
+	// committing. The first commit after a quiet period is numbered at
+	// once; the ones after it wait up to this long, so that one numbering
+	// (and one WAL flush) covers several commits.
+	roundEvery = time.Millisecond
 )
 
 // listenConn is the listening connection: the seam between the Listener
@@ -400,6 +405,7 @@ func (l *Listener) checkLog(ctx context.Context) error {
 func (l *Listener) sequence(ctx context.Context) error {
 	poll := minPoll
 	for {
+		began := time.Now()
 		n, err := db.SequencerWake(ctx, l.conn)
 		for {
 			if err != nil {
@@ -413,6 +419,13 @@ func (l *Listener) sequence(ctx context.Context) error {
 				break
 			}
 			poll = minPoll
+			// Rounds start at most every roundEvery: each one that
+			// numbers something commits, and its WAL flush would
+			// otherwise alternate with every writer's.
+			if !sleepCtx(ctx, roundEvery-time.Since(began)) {
+				return ctx.Err()
+			}
+			began = time.Now()
 			n, err = db.Sequence(ctx, l.conn)
 		}
 		n, idle, err := db.SequencerRest(ctx, l.conn)
