@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -318,10 +319,12 @@ func TestWatchDefaultEntityOfOddName(t *testing.T) {
 	}
 }
 
+// triggerCount counts pgpush's triggers on table: three statement
+// triggers on a plain table, one row trigger on a partition.
 func triggerCount(t *testing.T, tb testBundle, table string) int {
 	t.Helper()
 	var n int
-	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`,
+	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname LIKE $2 || '%'`,
 		table, TriggerName).Scan(&n)
 	if err != nil {
 		t.Fatalf("count triggers: %v", err)
@@ -337,7 +340,7 @@ func TestWatchTwiceReconfigures(t *testing.T) {
 	if got, want := w.Channel, "shop"; got != want {
 		t.Errorf("Channel = %q, want %q", got, want)
 	}
-	if got, want := triggerCount(t, tb, "orders"), 1; got != want {
+	if got, want := triggerCount(t, tb, "orders"), 3; got != want {
 		t.Errorf("%d pgpush triggers on orders, want %d", got, want)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (card_token) VALUES ('tok')`)
@@ -439,7 +442,7 @@ func TestWatchRejects(t *testing.T) {
 		})
 	}
 	var n int
-	if err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgname = $1`, TriggerName).Scan(&n); err != nil {
+	if err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgname LIKE $1 || '%'`, TriggerName).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
@@ -1066,4 +1069,62 @@ func TestWatchPartitionedTable(t *testing.T) {
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (3, 'us')`)
 	wantEvents(t, tb, "measurement_changes measurement:created", "measurement_changes measurement:created")
+}
+
+// TestWatchPartitionAndChild: a watched partition or inheritance child
+// gets a row trigger, so rows changed through its parent are captured.
+func TestWatchPartitionAndChild(t *testing.T) {
+	t.Parallel()
+	tb := setup(t,
+		`CREATE TABLE measurements (id int, region text) PARTITION BY LIST (region)`,
+		`CREATE TABLE measurements_eu PARTITION OF measurements FOR VALUES IN ('eu')`,
+		`CREATE TABLE animals (id int, name text)`,
+		`CREATE TABLE cats () INHERITS (animals)`)
+	mustWatch(t, tb, Config{Table: "measurements_eu", Entity: "m"})
+	mustWatch(t, tb, Config{Table: "cats"})
+	for _, table := range []string{"measurements_eu", "cats"} {
+		if got := triggerCount(t, tb, table); got != 1 {
+			t.Errorf("%d pgpush triggers on %s, want the one row trigger", got, table)
+		}
+	}
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (1, 'eu')`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO cats VALUES (1, 'Tom')`)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE animals SET name = 'Tommy'`)
+	mustExec(t, tb.ctx, tb.pool, `DELETE FROM measurements`)
+	got := wantEvents(t, tb, "m_changes m:created", "cat_changes cat:created", "cat_changes cat:updated", "m_changes m:deleted")
+	if v := fmt.Sprint(got[2].data["changed_fields"]); v != "map[name:Tommy]" {
+		t.Errorf("changed_fields = %s, want map[name:Tommy]", v)
+	}
+}
+
+// TestUpdateManyRows: one UPDATE of many rows gives one event per row
+// whose visible columns changed, in the order of the update, each with
+// its own changed_fields, and rings the doorbell although its first row
+// changed nothing.
+func TestUpdateManyRows(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) SELECT g FROM generate_series(1, 100) g`)
+	mustWatch(t, tb, Config{Table: "orders", Exclude: []string{"card_token"}})
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE orders SET
+		status = CASE WHEN customer_id % 2 = 0 THEN 'paid' ELSE status END,
+		card_token = 'tok'`)
+	waitNotification(t, listener)
+	got := events(t, tb)
+	if len(got) != 50 {
+		t.Fatalf("%d events, want 50: one per row whose visible columns changed", len(got))
+	}
+	prev := 0
+	for _, e := range got {
+		id, _ := strconv.Atoi(fmt.Sprint(e.data["customer_id"]))
+		if e.Event != "order:updated" || id%2 != 0 || id <= prev {
+			t.Fatalf("event %s: want order:updated of rising even customers", e)
+		}
+		prev = id
+		if v := fmt.Sprint(e.data["changed_fields"]); v != "map[status:paid]" {
+			t.Fatalf("changed_fields = %s, want map[status:paid] (card_token is excluded)", v)
+		}
+	}
 }
