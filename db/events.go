@@ -12,10 +12,19 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
-// EventsChannel is the NOTIFY channel that rings when a transaction with
-// events commits. Its payload is the commit's sequence number: the event
-// itself is read from pgpush.events, so no row size is too large.
+// EventsChannel is the writers' doorbell: a transaction with events
+// NOTIFYs it when it commits while the sequencer sleeps. Only the
+// sequencer listens to it.
 const EventsChannel = "pgpush_events"
+
+// SequencedChannel is where the sequencer announces numbered commits,
+// with the highest new sequence number as payload (or ResignPayload). The
+// events themselves are read from pgpush.events, so no row size is too
+// large.
+const SequencedChannel = "pgpush_sequenced"
+
+// ResignPayload on SequencedChannel says the sequencer gave up its role.
+const ResignPayload = "resign"
 
 // ErrEventExpired means an event id is not (or no longer) in the event log,
 // so a resuming client must resync.
@@ -47,11 +56,22 @@ const selectEvents = `
 	FROM pgpush.commits c JOIN pgpush.events e ON e.xid = c.xid`
 
 // EventsAfter returns up to limit committed events after position
-// (seq, id), in delivery order.
+// (seq, id), in delivery order. The rest of transaction seq is read on
+// its own, by id, so that paging through a large transaction reads each
+// page from the (xid, id) index instead of sorting the whole transaction.
 func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]EventRow, error) {
-	rows, err := q.Query(ctx, selectEvents+`
-		WHERE c.seq >= $1 AND (c.seq, e.id) > ($1, $2)
-		ORDER BY c.seq, e.id LIMIT $3`, seq, id, limit)
+	rows, err := q.Query(ctx, `
+		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
+		 FROM pgpush.events e
+		 WHERE e.xid = (SELECT xid FROM pgpush.commits WHERE seq = $1) AND e.id > $2
+		 ORDER BY e.id LIMIT $3)
+		UNION ALL
+		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
+		 FROM (SELECT seq, xid FROM pgpush.commits WHERE seq > $1 ORDER BY seq LIMIT $3) c
+		 CROSS JOIN LATERAL (
+			SELECT * FROM pgpush.events e WHERE e.xid = c.xid ORDER BY e.id LIMIT $3) e
+		 ORDER BY c.seq, e.id LIMIT $3)
+		ORDER BY 1, 2 LIMIT $3`, seq, id, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read events: %w", err)
 	}

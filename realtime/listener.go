@@ -17,11 +17,20 @@ import (
 )
 
 // Listener owns pgpush's one LISTEN connection per instance. It treats a
-// notification as a doorbell: on each ring it reads every event committed
+// notification as a doorbell: on each ring it reads every event numbered
 // after its cursor from pgpush.events, in commit order, and dispatches
 // them. Because the cursor, not the notification, decides what is read,
 // a lost connection loses nothing: after reconnecting and listening again,
 // the same query delivers what was committed meanwhile, once.
+//
+// The listener of one instance is also the sequencer (migration 00006):
+// writers only append events, and the sequencer numbers the transactions
+// that committed since it last looked, then tells every instance on
+// db.SequencedChannel. Its connection holds the leader advisory lock; the
+// other listeners try to take it every second, so one of them takes over
+// when the sequencer's session ends. Writers ring the sequencer's
+// doorbell, db.EventsChannel, only while it sleeps: while it reads, it
+// keeps the "awake" flag up and polls instead (see sequence).
 //
 // Start connects once, so that a wrong URL fails at start-up; Run then
 // owns that connection, and every later one, until its context ends.
@@ -29,8 +38,9 @@ type Listener struct {
 	// ConnConfig is used for every (re)connect. Required.
 	ConnConfig *pgx.ConnConfig
 	// StartFunc receives, from Start, the position the stream begins at:
-	// the last event already in the log. It is called before any
-	// DispatchFunc. Optional.
+	// the last event already numbered in the log (committed events the
+	// sequencer has not numbered yet come after it). It is called before
+	// any DispatchFunc. Optional.
 	StartFunc func(Position)
 	// DispatchFunc receives events in delivery order, from Run's
 	// goroutine. Required.
@@ -57,15 +67,32 @@ type Listener struct {
 	// testSignals do nothing unless a test initialises them.
 	testSignals listenerTestSignals
 
-	// Only Start, then the Run goroutine, touch conn, cursor and lastCheck.
+	// Only Start, then the Run goroutine, touch conn, cursor and
+	// following (conn holds the follower lock).
 	conn      listenConn
 	cursor    Position
-	lastCheck time.Time
+	following bool
 
+	leader     atomic.Bool // conn holds the sequencer's lock
 	ready      atomic.Bool
 	reconnects atomic.Int64
 	lag        atomic.Int64
 }
+
+const (
+	// electEvery is how often a listener that is not the sequencer tries
+	// to become it: the longest a dead sequencer's role stays vacant.
+	electEvery = time.Second
+	// Bounds of the sequencer's poll while writers that skipped the
+	// doorbell are still committing: a commit takes about one WAL flush.
+	minPoll = time.Millisecond
+	maxPoll = 100 * time.Millisecond
+	// roundEvery is the sequencer's shortest period while writers keep
+	// committing. The first commit after a quiet period is numbered at
+	// once; the ones after it wait up to this long, so that one numbering
+	// (and one WAL flush) covers several commits.
+	roundEvery = time.Millisecond
+)
 
 // listenConn is the listening connection: the seam between the Listener
 // and PostgreSQL (river's riverdriver.Listener). Only one goroutine at a
@@ -74,8 +101,9 @@ type listenConn interface {
 	// Connect opens the connection; after Close it may be called again.
 	Connect(ctx context.Context) error
 	Listen(ctx context.Context, channel string) error
-	// WaitForNotification blocks until a notification arrives, ctx ends,
-	// or the connection fails.
+	// WaitForNotification returns a notification received earlier (with
+	// a query's answer) at once, whatever ctx; otherwise it blocks until
+	// one arrives, ctx ends, or the connection fails.
 	WaitForNotification(ctx context.Context) (*pgconn.Notification, error)
 	Close(ctx context.Context) error
 	db.Querier
@@ -88,6 +116,8 @@ type listenerTestSignals struct {
 	caughtUp testSignal[int64]
 	// connError: a connection failed or could not be opened.
 	connError testSignal[error]
+	// leading: this listener became the sequencer.
+	leading testSignal[struct{}]
 }
 
 // testSignal is a hook for tests whose zero value does nothing, so that
@@ -112,19 +142,23 @@ func (l *Listener) Ready() bool { return l.ready.Load() }
 // Reconnects is the number of times the connection was re-established.
 func (l *Listener) Reconnects() int64 { return l.reconnects.Load() }
 
+// Sequencer reports whether this instance numbers the commits of the
+// whole cluster right now.
+func (l *Listener) Sequencer() bool { return l.leader.Load() }
+
 // LagMillis is the age of the newest event at the time it was dispatched:
 // how far behind commit the listener runs.
 func (l *Listener) LagMillis() int64 { return l.lag.Load() }
 
-// Start connects once, so that a wrong URL fails here, records where the
-// stream begins and hands it to StartFunc. Run then continues on the
-// same connection.
+// Start connects once, so that a wrong URL fails here, starts listening,
+// records where the stream begins and hands it to StartFunc. Run then
+// continues on the same connection.
 func (l *Listener) Start(ctx context.Context) error {
 	if l.newConn == nil {
 		l.newConn = newPgxListenConn
 	}
 	l.conn = l.newConn(l.ConnConfig)
-	if err := l.connect(ctx); err != nil {
+	if err := l.open(ctx); err != nil {
 		return err
 	}
 	seq, id, err := db.LastPosition(ctx, l.conn)
@@ -136,6 +170,7 @@ func (l *Listener) Start(ctx context.Context) error {
 	if l.StartFunc != nil {
 		l.StartFunc(l.cursor)
 	}
+	l.ready.Store(true) // nothing before the start position is owed
 	return nil
 }
 
@@ -143,56 +178,77 @@ func (l *Listener) Start(ctx context.Context) error {
 // after any error. It must follow a successful Start.
 func (l *Listener) Run(ctx context.Context) error {
 	defer l.conn.Close(context.WithoutCancel(ctx))
-	attempt := 0
-	connected := true // by Start
 	for {
-		if connected {
-			err := l.serve(ctx)
-			l.ready.Store(false)
-			l.conn.Close(context.WithoutCancel(ctx))
-			if ctx.Err() != nil {
-				return nil
-			}
-			l.Logger.Warn("listener connection lost", "err", err)
-			l.testSignals.connError.signal(err)
-			attempt = 0
+		err := l.serve(ctx)
+		l.ready.Store(false)
+		if ctx.Err() != nil && l.leader.Load() {
+			l.resign(context.WithoutCancel(ctx))
 		}
-		attempt++
-		if !sleepCtx(ctx, backoff(attempt, l.maxBackoff())) {
+		l.leader.Store(false)
+		l.conn.Close(context.WithoutCancel(ctx))
+		if ctx.Err() != nil {
 			return nil
 		}
-		if err := l.connect(ctx); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			l.Logger.Warn("listener reconnect", "attempt", attempt, "err", err)
-			l.testSignals.connError.signal(err)
-			connected = false
-			continue
+		l.Logger.Warn("listener connection lost", "err", err)
+		l.testSignals.connError.signal(err)
+		if !l.reconnect(ctx) {
+			return nil
 		}
-		connected = true
-		l.reconnects.Add(1)
-		l.Logger.Info("listener reconnected", "attempt", attempt)
 	}
 }
 
-func (l *Listener) connect(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+// reconnect opens a new connection, retrying with backoff; it reports
+// false when ctx ended first.
+func (l *Listener) reconnect(ctx context.Context) bool {
+	for attempt := 1; ; attempt++ {
+		if !sleepCtx(ctx, backoff(attempt, l.maxBackoff())) {
+			return false
+		}
+		err := l.open(ctx)
+		if err == nil {
+			l.reconnects.Add(1)
+			l.Logger.Info("listener reconnected", "attempt", attempt)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		l.Logger.Warn("listener reconnect", "attempt", attempt, "err", err)
+		l.testSignals.connError.signal(err)
+	}
+}
+
+// open connects, LISTENs, and tries to become the sequencer. LISTEN comes
+// before any read of the log, so that nothing committed in between is
+// missed.
+func (l *Listener) open(ctx context.Context) error {
+	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := l.conn.Connect(ctx); err != nil {
+	l.following = false
+	if err := l.conn.Connect(connectCtx); err != nil {
 		return fmt.Errorf("connect listener: %w", err)
+	}
+	channels := []string{db.SequencedChannel}
+	if l.ControlChannel != "" {
+		channels = append(channels, l.ControlChannel)
+	}
+	for _, ch := range channels {
+		if err := l.listen(ctx, ch); err != nil {
+			l.conn.Close(context.WithoutCancel(ctx))
+			return err
+		}
+	}
+	if _, err := l.elect(ctx); err != nil {
+		l.conn.Close(context.WithoutCancel(ctx))
+		return err
 	}
 	return nil
 }
 
-// serve runs one connection: LISTEN first, then read the backlog, so
-// that nothing committed in between is missed; then answer doorbells
-// until the connection fails or ctx ends.
+// serve reads the backlog, then answers doorbells until the connection
+// fails or ctx ends.
 func (l *Listener) serve(ctx context.Context) error {
-	if err := l.listen(ctx); err != nil {
-		return err
-	}
-	if err := l.checkLog(ctx); err != nil {
+	if err := l.catchUp(ctx); err != nil {
 		return err
 	}
 	l.ready.Store(true)
@@ -201,34 +257,97 @@ func (l *Listener) serve(ctx context.Context) error {
 		// Grants or sessions may have changed while we were away.
 		l.ControlFunc(db.ReloadPayload)
 	}
+	var n *pgconn.Notification // none yet: look at the log as after a quiet period
 	for {
-		n, err := l.wait(ctx)
-		if err != nil {
+		if err := l.handle(ctx, n); err != nil {
 			return err
 		}
-		if err := l.handle(ctx, n); err != nil {
+		timeout := l.idleCheck()
+		if !l.leader.Load() {
+			timeout = min(timeout, electEvery)
+		}
+		var err error
+		if n, err = l.wait(ctx, timeout); err != nil {
 			return err
 		}
 	}
 }
 
-func (l *Listener) listen(ctx context.Context) error {
-	channels := []string{db.EventsChannel}
-	if l.ControlChannel != "" {
-		channels = append(channels, l.ControlChannel)
-	}
-	for _, ch := range channels {
-		if err := l.conn.Listen(ctx, ch); err != nil {
-			return fmt.Errorf("listen %q: %w", ch, err)
-		}
+func (l *Listener) listen(ctx context.Context, channel string) error {
+	if err := l.conn.Listen(ctx, channel); err != nil {
+		return fmt.Errorf("listen %q: %w", channel, err)
 	}
 	return nil
 }
 
+// elect tries to make this listener the sequencer, unless it is already;
+// otherwise it makes sure the sequencer tells it of new numbers. It
+// reports whether this listener just became the sequencer.
+func (l *Listener) elect(ctx context.Context) (bool, error) {
+	if l.leader.Load() {
+		return false, nil
+	}
+	lead, err := db.SequencerLead(ctx, l.conn)
+	if err != nil {
+		return false, err
+	}
+	if !lead {
+		if !l.following {
+			if err := db.SequencerFollow(ctx, l.conn, true); err != nil {
+				return false, err
+			}
+			l.following = true
+		}
+		return false, nil
+	}
+	if l.following {
+		if err := db.SequencerFollow(ctx, l.conn, false); err != nil {
+			return false, err
+		}
+		l.following = false
+	}
+	// Writers' doorbells go to the sequencer only.
+	if err := l.listen(ctx, db.EventsChannel); err != nil {
+		return false, err
+	}
+	l.leader.Store(true)
+	l.Logger.Info("listener is the sequencer")
+	l.testSignals.leading.signal(struct{}{})
+	return true, nil
+}
+
+// takeOver tries to become the sequencer on a connection that is already
+// reading, then looks at the log.
+func (l *Listener) takeOver(ctx context.Context) error {
+	promoted, err := l.elect(ctx)
+	if err != nil {
+		return err
+	}
+	if promoted {
+		// What the previous sequencer numbered last may not have
+		// reached us: its notification, or our read of it, may be lost.
+		if err := l.catchUp(ctx); err != nil {
+			return err
+		}
+	}
+	return l.checkLog(ctx)
+}
+
+// resign hands the sequencer's role to another instance at shutdown;
+// closing the connection would free it too, but the others would only
+// notice at their next election.
+func (l *Listener) resign(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := db.SequencerResign(ctx, l.conn); err != nil {
+		l.Logger.Warn("resign as sequencer", "err", err)
+	}
+}
+
 // wait returns the next notification, or nil when none came within
-// IdleCheck.
-func (l *Listener) wait(ctx context.Context) (*pgconn.Notification, error) {
-	waitCtx, cancel := context.WithTimeout(ctx, l.idleCheck())
+// timeout.
+func (l *Listener) wait(ctx context.Context, timeout time.Duration) (*pgconn.Notification, error) {
+	waitCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	n, err := l.conn.WaitForNotification(waitCtx)
 	switch {
@@ -237,48 +356,144 @@ func (l *Listener) wait(ctx context.Context) (*pgconn.Notification, error) {
 	case ctx.Err() != nil:
 		return nil, ctx.Err()
 	case errors.Is(err, context.DeadlineExceeded):
-		// Idle. A timed-out wait leaves the connection usable; if it is
-		// dead after all, the log check that follows says so.
+		// A timed-out wait leaves the connection usable; if it is dead
+		// after all, the query that follows says so.
 		return nil, nil
 	default:
 		return nil, fmt.Errorf("wait for notification: %w", err)
 	}
 }
 
-// handle acts on one notification, or on an idle period (n is nil).
+// handle acts on one notification, or on a quiet period (n is nil).
 func (l *Listener) handle(ctx context.Context, n *pgconn.Notification) error {
 	switch {
 	case n == nil:
 		// Reading the log doubles as the connection check, and catches
-		// any doorbell that was never rung.
-		return l.checkLog(ctx)
+		// any doorbell that was never rung: two-phase transactions ring
+		// none (PostgreSQL refuses PREPARE after NOTIFY).
+		return l.takeOver(ctx)
 	case n.Channel == db.EventsChannel:
-		if time.Since(l.lastCheck) >= l.idleCheck() {
-			// Also under steady traffic, when no idle period comes.
-			return l.checkLog(ctx)
+		return l.checkLog(ctx)
+	case n.Channel == db.SequencedChannel:
+		if n.Payload == db.ResignPayload {
+			return l.takeOver(ctx)
 		}
 		seq, err := strconv.ParseInt(n.Payload, 10, 64)
 		if err == nil && seq <= l.cursor.Seq {
-			return nil // already read with an earlier batch
+			return nil // already read, or this listener numbered it
 		}
 		return l.catchUp(ctx)
-	case n.Channel == l.ControlChannel:
-		if l.ControlFunc != nil {
-			l.ControlFunc(n.Payload)
-		}
+	default:
+		l.control(n)
 	}
 	return nil
 }
 
-// checkLog gives committed two-phase transactions their commit numbers
-// (see migration 00005: they have none of their own), then reads the
-// backlog.
+// checkLog reads what is new: the sequencer numbers commits first.
 func (l *Listener) checkLog(ctx context.Context) error {
-	if _, err := l.conn.Exec(ctx, `SELECT pgpush.sequence_prepared()`); err != nil {
-		return fmt.Errorf("sequence prepared transactions: %w", err)
+	if l.leader.Load() {
+		return l.sequence(ctx)
 	}
-	l.lastCheck = time.Now()
 	return l.catchUp(ctx)
+}
+
+// sequence numbers and reads commits until none are left, with the
+// "awake" flag up so that committing writers skip the doorbell, then
+// lowers the flag. It may only sleep once no writer that saw the flag up
+// is still committing (SequencerRest): one more round then reads them
+// all. Until then it polls, with the flag down so new writers ring.
+func (l *Listener) sequence(ctx context.Context) error {
+	poll := minPoll
+	for {
+		began := time.Now()
+		n, err := db.SequencerWake(ctx, l.conn)
+		for {
+			if err != nil {
+				return err
+			}
+			more, err := l.afterRound(ctx, n)
+			if err != nil {
+				return err
+			}
+			if !more {
+				break
+			}
+			poll = minPoll
+			// Rounds start at most every roundEvery: each one that
+			// numbers something commits, and its WAL flush would
+			// otherwise alternate with every writer's.
+			if !sleepCtx(ctx, roundEvery-time.Since(began)) {
+				return ctx.Err()
+			}
+			began = time.Now()
+			n, err = db.Sequence(ctx, l.conn)
+		}
+		n, idle, err := db.SequencerRest(ctx, l.conn)
+		if err != nil {
+			return err
+		}
+		if idle {
+			more, err := l.afterRound(ctx, n)
+			if err != nil || !more {
+				return err
+			}
+			continue
+		}
+		if err := l.pause(ctx, poll); err != nil {
+			return err
+		}
+		poll = min(2*poll, maxPoll)
+	}
+}
+
+// afterRound reads the n commits a round numbered, and reports whether
+// there may be more: it numbered some, or a doorbell came in with the
+// round's answers (rung by a writer that may have committed after the
+// round's snapshot). Under steady writes the sequencer goes from round to
+// round without waiting for notifications, so it also acts on the control
+// messages among them here: a logout must not wait for a quiet moment.
+func (l *Listener) afterRound(ctx context.Context, n int64) (more bool, err error) {
+	if n > 0 {
+		if err := l.catchUp(ctx); err != nil {
+			return false, err
+		}
+	}
+	rung := l.drain(ctx)
+	return n > 0 || rung, nil
+}
+
+// drain acts on the notifications already received, without waiting for
+// more (WaitForNotification returns those first, and fails at once on a
+// context that has ended), and reports whether a doorbell was among them.
+func (l *Listener) drain(ctx context.Context) (rung bool) {
+	done, cancel := context.WithCancel(ctx)
+	cancel()
+	for {
+		n, err := l.conn.WaitForNotification(done)
+		if err != nil {
+			return rung
+		}
+		rung = rung || n.Channel == db.EventsChannel
+		l.control(n)
+	}
+}
+
+// pause waits up to d for a notification, acting on control messages;
+// any doorbell just ends the pause.
+func (l *Listener) pause(ctx context.Context, d time.Duration) error {
+	n, err := l.wait(ctx, d)
+	if err != nil || n == nil {
+		return err
+	}
+	l.control(n)
+	return nil
+}
+
+// control passes n on to ControlFunc if it came on ControlChannel.
+func (l *Listener) control(n *pgconn.Notification) {
+	if n.Channel == l.ControlChannel && l.ControlFunc != nil {
+		l.ControlFunc(n.Payload)
+	}
 }
 
 // catchUp reads and dispatches everything after the cursor.
@@ -346,6 +561,14 @@ type pgxListenConn struct {
 func newPgxListenConn(cfg *pgx.ConnConfig) listenConn {
 	cfg = cfg.Copy()
 	cfg.RuntimeParams["application_name"] = db.ListenerApplicationName
+	// The sequencer's role is a lock of this session: if the instance
+	// vanishes without closing the connection, the server must notice
+	// within half a minute, not after the default two hours, so another
+	// instance can take over. (No effect on Unix sockets, where the
+	// server notices at once.)
+	cfg.RuntimeParams["tcp_keepalives_idle"] = "10"
+	cfg.RuntimeParams["tcp_keepalives_interval"] = "5"
+	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	return &pgxListenConn{config: cfg}
 }
 

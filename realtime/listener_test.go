@@ -71,6 +71,7 @@ type listenerBundle struct {
 	listener  *Listener
 	collected *collector
 	start     Position // what StartFunc received
+	stop      func()   // cancels Run and waits for it; also run at cleanup
 }
 
 // init makes the signal record what production code signals.
@@ -92,7 +93,7 @@ func (s *testSignal[T]) waitOrTimeout(t *testing.T) T {
 // adjust, if not nil, changes the Listener before it starts.
 func startListener(t *testing.T, adjust func(*Listener)) *listenerBundle {
 	t.Helper()
-	pool, url := dbtest.NewPool(t)
+	pool, _ := dbtest.NewPool(t)
 	ctx := context.Background()
 	if _, err := pool.Exec(ctx, `CREATE TABLE items (id bigserial PRIMARY KEY, writer int NOT NULL, n int NOT NULL, state text NOT NULL DEFAULT 'new', UNIQUE (writer, n))`); err != nil {
 		t.Fatal(err)
@@ -100,13 +101,16 @@ func startListener(t *testing.T, adjust func(*Listener)) *listenerBundle {
 	if _, err := triggers.Watch(ctx, pool, triggers.Config{Table: "items"}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := db.ParseConfig(url, db.ListenerApplicationName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &listenerBundle{pool: pool, url: url, collected: newCollector()}
+	return startListenerOn(t, pool, adjust)
+}
+
+// startListenerOn runs a Listener on an existing database, as one more
+// instance would, and waits until it has caught up.
+func startListenerOn(t *testing.T, pool *pgxpool.Pool, adjust func(*Listener)) *listenerBundle {
+	t.Helper()
+	b := &listenerBundle{pool: pool, collected: newCollector()}
 	b.listener = &Listener{
-		ConnConfig:   cfg,
+		ConnConfig:   pool.Config().ConnConfig.Copy(),
 		StartFunc:    func(p Position) { b.start = p },
 		DispatchFunc: b.collected.dispatch,
 		Logger:       discard(),
@@ -118,20 +122,19 @@ func startListener(t *testing.T, adjust func(*Listener)) *listenerBundle {
 	if adjust != nil {
 		adjust(b.listener)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	if err := b.listener.Start(runCtx); err != nil {
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.listener.Start(ctx); err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = b.listener.Run(runCtx)
+		_ = b.listener.Run(ctx)
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	var once sync.Once
+	b.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(b.stop)
 	b.listener.testSignals.caughtUp.waitOrTimeout(t)
 	return b
 }
@@ -278,11 +281,13 @@ func TestListenerSurvivesBackendKill(t *testing.T) {
 			}
 		})
 	}
-	killed := 0
+	killAt := []int{250, 600}
 	for d := range milestones {
-		if (d == 250 || d == 600) && killed < 2 {
+		if len(killAt) > 0 && d >= killAt[0] {
 			killListenerBackend(t, b.pool)
-			killed++
+			// Back before the next kill, or there is nothing to kill.
+			b.listener.testSignals.caughtUp.waitOrTimeout(t)
+			killAt = killAt[1:]
 		}
 		if d == writers*perWriter {
 			break
@@ -466,7 +471,8 @@ func TestListenerStartPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := startListenerOn(t, pool)
+	sequenceNow(t, pool) // as a running sequencer would have
+	b := startListenerOn(t, pool, nil)
 	if b.start.ID != before {
 		t.Fatalf("StartFunc got %+v, want the last event's id %d", b.start, before)
 	}
@@ -480,34 +486,16 @@ func TestListenerStartPosition(t *testing.T) {
 	}
 }
 
-// startListenerOn runs a Listener on an existing database.
-func startListenerOn(t *testing.T, pool *pgxpool.Pool) *listenerBundle {
+// sequenceNow numbers what committed so far.
+func sequenceNow(t *testing.T, pool *pgxpool.Pool) {
 	t.Helper()
-	cfg := pool.Config().ConnConfig.Copy()
-	b := &listenerBundle{pool: pool, collected: newCollector()}
-	b.listener = &Listener{
-		ConnConfig:   cfg,
-		StartFunc:    func(p Position) { b.start = p },
-		DispatchFunc: b.collected.dispatch,
-		Logger:       discard(),
+	ctx := context.Background()
+	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
+		_, err := db.Sequence(ctx, c)
+		return err
+	}); err != nil {
+		t.Fatalf("Sequence: %v", err)
 	}
-	b.listener.testSignals.caughtUp.init()
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := b.listener.Start(ctx); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = b.listener.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
-	b.listener.testSignals.caughtUp.waitOrTimeout(t)
-	return b
 }
 
 var errInjected = errors.New("injected connect failure")
@@ -554,5 +542,145 @@ func TestListenerRetriesFailedConnects(t *testing.T) {
 	evs := b.collected.waitFor(t, "the row committed while disconnected", func(evs []*Event) bool { return len(evs) >= 1 })
 	if d := decodeItem(t, evs[0]); d.Writer != 1 || len(evs) != 1 {
 		t.Fatalf("got %d events, first %+v; want the one row", len(evs), d)
+	}
+}
+
+// killSequencerBackend terminates the backend that holds the sequencer's
+// lock (migration 00006's leader key).
+func killSequencerBackend(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	var n int
+	err := pool.QueryRow(context.Background(), `
+		SELECT count(pg_terminate_backend(l.pid)) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+		  AND l.classid::bigint = 7370707573680002 >> 32 AND l.objid::bigint = 7370707573680002 & x'ffffffff'::bigint`).Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("terminate the sequencer's backend: %d terminated, err %v", n, err)
+	}
+}
+
+// TestSequencerFailover: two instances' listeners share a database; one
+// numbers commits for both. When its session dies the other takes over,
+// and both still get every change once, in order.
+func TestSequencerFailover(t *testing.T) {
+	t.Parallel()
+	a := startListener(t, func(l *Listener) { l.testSignals.leading.init() })
+	b := startListenerOn(t, a.pool, func(l *Listener) { l.testSignals.leading.init() })
+	if !a.listener.Sequencer() || b.listener.Sequencer() {
+		t.Fatalf("Sequencer() = %t, %t; want the first listener only", a.listener.Sequencer(), b.listener.Sequencer())
+	}
+	const writers, perWriter = 2, 100
+	ctx := context.Background()
+	var written sync.WaitGroup
+	progress := make(chan struct{}, writers*perWriter)
+	for w := range writers {
+		written.Go(func() {
+			if err := writeItems(ctx, a.pool, w, perWriter, func() { progress <- struct{}{} }); err != nil {
+				t.Errorf("writer %d: %v", w, err)
+			}
+		})
+	}
+	for range writers * perWriter / 2 {
+		<-progress
+	}
+	killSequencerBackend(t, a.pool)
+	// The first listener reconnects at once and may win the election
+	// again; either way a sequencer must come back.
+	select {
+	case <-a.listener.testSignals.leading.ch:
+	case <-b.listener.testSignals.leading.ch:
+	case <-time.After(waitTimeout):
+		t.Fatal("no listener became the sequencer after the first one's session ended")
+	}
+	written.Wait()
+	for _, l := range []*listenerBundle{a, b} {
+		evs := l.collected.waitFor(t, "all events", func(evs []*Event) bool { return len(evs) >= 2*writers*perWriter })
+		checkStream(t, evs, writers, perWriter)
+	}
+	if a.listener.Sequencer() == b.listener.Sequencer() {
+		t.Fatalf("Sequencer() = %t, %t; want exactly one", a.listener.Sequencer(), b.listener.Sequencer())
+	}
+}
+
+// TestSequencerResignsAtShutdown: a sequencer that stops hands its role
+// over, and the other instance goes on numbering commits.
+func TestSequencerResignsAtShutdown(t *testing.T) {
+	t.Parallel()
+	a := startListener(t, nil)
+	b := startListenerOn(t, a.pool, func(l *Listener) { l.testSignals.leading.init() })
+	if !a.listener.Sequencer() {
+		t.Fatal("the first listener is not the sequencer")
+	}
+	a.stop()
+	b.listener.testSignals.leading.waitOrTimeout(t)
+	if _, err := a.pool.Exec(context.Background(), `INSERT INTO items (writer, n) VALUES (1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	b.collected.waitFor(t, "the row inserted after the hand-over", func(evs []*Event) bool { return len(evs) == 1 })
+}
+
+// TestNoLostDoorbell: writers commit in bursts while the sequencer goes
+// to sleep and wakes up again; with no idle check to fall back on, every
+// burst must still arrive whole. A writer that skipped the doorbell while
+// the sequencer was awake, and committed as it went to sleep, would be
+// stranded here.
+func TestNoLostDoorbell(t *testing.T) {
+	t.Parallel()
+	b := startListener(t, func(l *Listener) { l.IdleCheck = time.Hour })
+	const writers, bursts, perBurst = 4, 20, 5
+	ctx := context.Background()
+	for burst := range bursts {
+		var written sync.WaitGroup
+		for w := range writers {
+			written.Go(func() {
+				for i := range perBurst {
+					if _, err := b.pool.Exec(ctx, `INSERT INTO items (writer, n) VALUES ($1, $2)`, w, burst*perBurst+i); err != nil {
+						t.Errorf("writer %d: %v", w, err)
+					}
+				}
+			})
+		}
+		written.Wait()
+		want := (burst + 1) * writers * perBurst
+		b.collected.waitFor(t, fmt.Sprintf("burst %d", burst), func(evs []*Event) bool { return len(evs) >= want })
+	}
+}
+
+// TestSetConstraintsImmediate: SET CONSTRAINTS ALL IMMEDIATE runs the
+// deferred doorbell before commit. The transaction's events still arrive
+// after it commits, and a writer committing meanwhile is not held up.
+func TestSetConstraintsImmediate(t *testing.T) {
+	t.Parallel()
+	b := startListener(t, func(l *Listener) { l.IdleCheck = time.Hour })
+	ctx := context.Background()
+	tx, err := b.pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for _, sql := range []string{
+		`INSERT INTO items (writer, n) VALUES (1, 1)`,
+		`SET CONSTRAINTS ALL IMMEDIATE`,
+		`INSERT INTO items (writer, n) VALUES (1, 2)`,
+	} {
+		if _, err := tx.Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	if _, err := b.pool.Exec(ctx, `INSERT INTO items (writer, n) VALUES (2, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	evs := b.collected.waitFor(t, "the other writer's row", func(evs []*Event) bool { return len(evs) >= 1 })
+	if d := decodeItem(t, evs[0]); d.Writer != 2 || len(evs) != 1 {
+		t.Fatalf("got %d events, first %+v; want only writer 2's while the other is open", len(evs), d)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	evs = b.collected.waitFor(t, "the rows of the transaction", func(evs []*Event) bool { return len(evs) >= 3 })
+	for i, want := range []itemKey{{2, 1}, {1, 1}, {1, 2}} {
+		if d := decodeItem(t, evs[i]); d.Writer != want.writer || d.N != want.n {
+			t.Fatalf("event %d is %+v, want %+v", i, d, want)
+		}
 	}
 }

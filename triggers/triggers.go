@@ -1,7 +1,10 @@
 // Package triggers owns the SQL that `pgpush watch` installs on an
-// application table and `pgpush unwatch` removes: one trigger per table,
-// calling the generic pgpush.capture() function with the table's entity,
-// channel and column rules as arguments.
+// application table and `pgpush unwatch` removes: statement triggers with
+// transition tables, one per operation, calling the generic
+// pgpush.capture_rows() function with the table's entity, channel and
+// column rules as arguments (migration 00007). A partition or an
+// inheritance child gets one row trigger calling pgpush.capture() instead,
+// since statements on its parent change its rows too.
 package triggers
 
 import (
@@ -19,8 +22,17 @@ import (
 	"github.com/pgpush/pgpush/db"
 )
 
-// TriggerName is the name of the trigger pgpush installs on a watched table.
+// TriggerName is the name of the row trigger pgpush installs on a watched
+// partition or inheritance child, and the prefix of the statement
+// triggers on any other watched table.
 const TriggerName = "pgpush_capture"
+
+// statementTriggers are the names of the statement triggers, by operation.
+var statementTriggers = [...]struct{ name, event, referencing string }{
+	{TriggerName + "_insert", "INSERT", "REFERENCING NEW TABLE AS new_rows"},
+	{TriggerName + "_update", "UPDATE", "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows"},
+	{TriggerName + "_delete", "DELETE", "REFERENCING OLD TABLE AS old_rows"},
+}
 
 // Operations that --on accepts.
 var operations = []string{"insert", "update", "delete"}
@@ -67,6 +79,8 @@ type Watched struct {
 
 	tzColumns    []string
 	naiveColumns []string
+	// rowTrigger: the table is a partition or an inheritance child.
+	rowTrigger bool
 }
 
 // Singular turns a table name into an entity name: orders → order,
@@ -167,11 +181,11 @@ func dedupe(list []string) []string {
 	return out
 }
 
-// CreateSQL is the DDL that attaches the capture trigger to table, which
-// must already be quoted (pgx.Identifier.Sanitize). It replaces an earlier
-// trigger so that watching again changes the configuration.
+// CreateSQL is the DDL that attaches the capture triggers to table, which
+// must already be quoted (pgx.Identifier.Sanitize). It replaces earlier
+// triggers so that watching again changes the configuration.
 func CreateSQL(table string, w Watched) string {
-	args := []string{
+	args := strings.Join([]string{
 		literal(w.Entity),
 		literal(w.Channel),
 		literal(arrayLiteral(w.Exclude)),
@@ -180,16 +194,29 @@ func CreateSQL(table string, w Watched) string {
 		literal(arrayLiteral(w.naiveColumns)),
 		literal(w.Broadcast),
 		literal(arrayLiteral(w.BroadcastOn)),
+	}, ", ")
+	var b strings.Builder
+	b.WriteString(DropSQL(table))
+	if w.rowTrigger {
+		fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s\n"+
+			"    FOR EACH ROW EXECUTE FUNCTION pgpush.capture(%s);\n", TriggerName, table, args)
+		return b.String()
 	}
-	return fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s;\n"+
-		"CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s\n"+
-		"    FOR EACH ROW EXECUTE FUNCTION pgpush.capture(%s);\n",
-		TriggerName, table, TriggerName, table, strings.Join(args, ", "))
+	for _, tg := range statementTriggers {
+		fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER %s ON %s %s\n"+
+			"    FOR EACH STATEMENT EXECUTE FUNCTION pgpush.capture_rows(%s);\n", tg.name, tg.event, table, tg.referencing, args)
+	}
+	return b.String()
 }
 
-// DropSQL removes the capture trigger from table (already quoted).
+// DropSQL removes the capture triggers from table (already quoted).
 func DropSQL(table string) string {
-	return fmt.Sprintf("DROP TRIGGER IF EXISTS %s ON %s;\n", TriggerName, table)
+	var b strings.Builder
+	fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", TriggerName, table)
+	for _, tg := range statementTriggers {
+		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", tg.name, table)
+	}
+	return b.String()
 }
 
 // literal quotes s as an SQL string literal. Trigger arguments cannot be
@@ -216,6 +243,7 @@ type table struct {
 	name    string
 	quoted  string
 	columns []Column
+	child   bool // a partition or an inheritance child
 }
 
 func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
@@ -232,9 +260,10 @@ func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 	for _, candidate := range []string{name, pgx.Identifier{name}.Sanitize()} {
 		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 			return sp.QueryRow(ctx, `
-				SELECT c.oid, n.nspname, c.relname, c.relkind::text
+				SELECT c.oid, n.nspname, c.relname, c.relkind::text,
+				       c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
 				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &kind)
+				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &kind, &t.child)
 		})
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == invalidNameSyntax) {
@@ -300,6 +329,7 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Watched, error)
 			return err
 		}
 		w.Table = t.displayName()
+		w.rowTrigger = t.child
 		if _, err := tx.Exec(ctx, CreateSQL(t.quoted, w)); err != nil {
 			return fmt.Errorf("create trigger on %s: %w", w.Table, err)
 		}

@@ -88,6 +88,7 @@ func TestCreateSQLGolden(t *testing.T) {
 		schema  string
 		relname string
 		columns []Column
+		child   bool // a partition or an inheritance child: one row trigger
 	}{
 		{
 			name:    "defaults",
@@ -143,6 +144,12 @@ func TestCreateSQLGolden(t *testing.T) {
 			columns: []Column{{"id", "int8"}, {"name", "text"}},
 		},
 		{
+			name:    "partition",
+			relname: "orders_2026",
+			columns: ordersColumns,
+			child:   true,
+		},
+		{
 			name:    "odd_names",
 			cfg:     Config{Entity: "odd", Exclude: []string{`it's "x" \y`}},
 			schema:  `my "schema"`,
@@ -163,6 +170,7 @@ func TestCreateSQLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resolve(%+v) error: %v", tt.cfg, err)
 			}
+			w.rowTrigger = tt.child
 			schema := tt.schema
 			if schema == "" {
 				schema = "public"

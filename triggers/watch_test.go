@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -105,8 +106,27 @@ func (e event) String() string {
 	return fmt.Sprintf("seq %d id %d %s %s %s", e.Seq, e.ID, e.Channel, e.Event, e.EventRow.Data)
 }
 
+// sequence numbers what committed so far, as the sequencer would, and
+// returns how many transactions it numbered.
+func sequence(t *testing.T, tb testBundle) int64 {
+	t.Helper()
+	var n int64
+	err := tb.pool.AcquireFunc(tb.ctx, func(c *pgxpool.Conn) error {
+		var err error
+		n, err = db.Sequence(tb.ctx, c)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("Sequence: %v", err)
+	}
+	return n
+}
+
+// events numbers what committed so far and returns every event in
+// delivery order.
 func events(t *testing.T, tb testBundle) []event {
 	t.Helper()
+	sequence(t, tb)
 	rows, err := db.EventsAfter(tb.ctx, tb.pool, 0, 0, 1000)
 	if err != nil {
 		t.Fatalf("EventsAfter: %v", err)
@@ -299,10 +319,12 @@ func TestWatchDefaultEntityOfOddName(t *testing.T) {
 	}
 }
 
+// triggerCount counts pgpush's triggers on table: three statement
+// triggers on a plain table, one row trigger on a partition.
 func triggerCount(t *testing.T, tb testBundle, table string) int {
 	t.Helper()
 	var n int
-	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname = $2`,
+	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgrelid = to_regclass($1) AND tgname LIKE $2 || '%'`,
 		table, TriggerName).Scan(&n)
 	if err != nil {
 		t.Fatalf("count triggers: %v", err)
@@ -318,7 +340,7 @@ func TestWatchTwiceReconfigures(t *testing.T) {
 	if got, want := w.Channel, "shop"; got != want {
 		t.Errorf("Channel = %q, want %q", got, want)
 	}
-	if got, want := triggerCount(t, tb, "orders"), 1; got != want {
+	if got, want := triggerCount(t, tb, "orders"), 3; got != want {
 		t.Errorf("%d pgpush triggers on orders, want %d", got, want)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (card_token) VALUES ('tok')`)
@@ -420,7 +442,7 @@ func TestWatchRejects(t *testing.T) {
 		})
 	}
 	var n int
-	if err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgname = $1`, TriggerName).Scan(&n); err != nil {
+	if err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_trigger WHERE tgname LIKE $1 || '%'`, TriggerName).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	if n != 0 {
@@ -645,19 +667,21 @@ func TestTransactionManyRowsOneSeq(t *testing.T) {
 }
 
 // TestTransactionsCommitOrder: a transaction that writes first but commits
-// last is delivered last, although its event ids are lower.
+// last is delivered last, although its event ids are lower, when the
+// sequencer looked in between.
 func TestTransactionsCommitOrder(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	mustWatch(t, tb, Config{Table: "orders"})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
 
 	early := begin(t, tb.ctx, connect(t, tb))
 	late := begin(t, tb.ctx, connect(t, tb))
 	mustExec(t, tb.ctx, early, `INSERT INTO orders (customer_id) VALUES (1)`)
 	mustExec(t, tb.ctx, late, `INSERT INTO orders (customer_id) VALUES (2)`)
 	commit(t, tb.ctx, late)
+	if n := sequence(t, tb); n != 1 {
+		t.Fatalf("first batch numbered %d transactions, want 1 (early is still open)", n)
+	}
 	commit(t, tb.ctx, early)
 
 	got := events(t, tb)
@@ -671,12 +695,101 @@ func TestTransactionsCommitOrder(t *testing.T) {
 		t.Errorf("seqs %d, %d and ids %d, %d: want rising seqs in commit order, ids in write order",
 			got[0].Seq, got[1].Seq, got[0].ID, got[1].ID)
 	}
-	// NOTIFY rings once per transaction with the seq, in commit order.
-	for _, want := range []int64{got[0].Seq, got[1].Seq} {
-		n := waitNotification(t, listener)
-		if n.Payload != fmt.Sprint(want) {
-			t.Errorf("notification payload %q, want seq %d", n.Payload, want)
+}
+
+// TestBatchOrderPerRow: two transactions that commit between the same two
+// looks of the sequencer form one batch. One that waited for the other's
+// row lock comes after it, although it wrote its first event earlier.
+func TestBatchOrderPerRow(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustWatch(t, tb, Config{Table: "orders"})
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (status) VALUES ('new')`)
+	sequence(t, tb)
+
+	waiter := begin(t, tb.ctx, connect(t, tb))
+	holder := begin(t, tb.ctx, connect(t, tb))
+	mustExec(t, tb.ctx, waiter, `INSERT INTO orders (status) VALUES ('other')`) // the lowest new id
+	mustExec(t, tb.ctx, holder, `UPDATE orders SET status = 'paid' WHERE id = 1`)
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(tb.ctx, `UPDATE orders SET status = 'shipped' WHERE id = 1`)
+		blocked <- err
+	}()
+	waitForLockWait(t, tb)
+	commit(t, tb.ctx, holder)
+	if err := <-blocked; err != nil {
+		t.Fatalf("waiting update: %v", err)
+	}
+	commit(t, tb.ctx, waiter)
+
+	got := events(t, tb)
+	var statuses []string
+	for _, e := range got[1:] {
+		statuses = append(statuses, fmt.Sprint(e.data["status"]))
+	}
+	if want := []string{"paid", "other", "shipped"}; !slices.Equal(statuses, want) {
+		t.Fatalf("delivery order %q, want %q: per row in commit order, the waiter's events together", statuses, want)
+	}
+	if got[1].Seq != got[0].Seq+1 || got[2].Seq != got[3].Seq || got[2].Seq != got[1].Seq+1 {
+		t.Errorf("seqs %d %d %d %d, want one rising seq per transaction", got[0].Seq, got[1].Seq, got[2].Seq, got[3].Seq)
+	}
+}
+
+// waitForLockWait returns once some session of the test's database waits
+// for a row lock.
+func waitForLockWait(t *testing.T, tb testBundle) {
+	t.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		var waiting bool
+		err := tb.pool.QueryRow(tb.ctx, `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock')`).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
 		}
+		if waiting {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no session started waiting for the row lock")
+		}
+		time.Sleep(10 * time.Millisecond) // polling pg_stat_activity, not synchronising
+	}
+}
+
+// TestDoorbellOncePerTransaction: with the sequencer asleep, a committed
+// transaction rings the doorbell once, whatever its number of rows; a
+// rolled-back one never does.
+func TestDoorbellOncePerTransaction(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustWatch(t, tb, Config{Table: "orders"})
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+
+	tx := begin(t, tb.ctx, connect(t, tb))
+	mustExec(t, tb.ctx, tx, `INSERT INTO orders (customer_id) SELECT g FROM generate_series(1, 50) g`)
+	mustExec(t, tb.ctx, tx, `INSERT INTO orders (customer_id) VALUES (51)`)
+	commit(t, tb.ctx, tx)
+	rolledBack := begin(t, tb.ctx, connect(t, tb))
+	mustExec(t, tb.ctx, rolledBack, `INSERT INTO orders (customer_id) VALUES (99)`)
+	if err := rolledBack.Rollback(tb.ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) VALUES (52)`) // the marker
+
+	for i := range 2 {
+		if n := waitNotification(t, listener); n.Channel != db.EventsChannel {
+			t.Fatalf("notification %d on %q, want %q", i, n.Channel, db.EventsChannel)
+		}
+	}
+	// Nothing else comes: the sequencer would take a third ring for a
+	// third commit. A short, bounded wait is the only way to see silence.
+	ctx, cancel := context.WithTimeout(tb.ctx, 300*time.Millisecond)
+	defer cancel()
+	if n, err := listener.WaitForNotification(ctx); err == nil {
+		t.Fatalf("a third doorbell %+v, want one per committed transaction", n)
 	}
 }
 
@@ -801,19 +914,26 @@ func TestTransactionSavepoints(t *testing.T) {
 }
 
 // TestTransactionSequencedFlagNotLeaked: the per-transaction flag must not
-// survive into the session's next transaction, or that one would never get
-// a commit seq.
+// survive into the session's next transaction, or that one would never
+// ring the doorbell.
 func TestTransactionSequencedFlagNotLeaked(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	mustWatch(t, tb, Config{Table: "orders"})
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
 	conn := connect(t, tb)
 	for i := range 3 {
 		mustExec(t, tb.ctx, conn, `INSERT INTO orders (customer_id) VALUES ($1)`, i)
+		waitNotification(t, listener)
+		if n := sequence(t, tb); n != 1 {
+			t.Fatalf("transaction %d: %d numbered, want 1", i, n)
+		}
 	}
 	tx := begin(t, tb.ctx, conn)
 	mustExec(t, tb.ctx, tx, `INSERT INTO orders (customer_id) VALUES (3)`)
 	commit(t, tb.ctx, tx)
+	waitNotification(t, listener)
 	got := events(t, tb)
 	if len(got) != 4 {
 		t.Fatalf("%d events delivered, want 4: %v", len(got), got)
@@ -833,11 +953,10 @@ func TestEventLargeRow(t *testing.T) {
 	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
 	const size = 1 << 20
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO docs VALUES (1, repeat('x', $1))`, size)
-	n := waitNotification(t, listener)
-	got := wantEvents(t, tb, "doc_changes doc:created")
-	if n.Payload != fmt.Sprint(got[0].Seq) {
-		t.Errorf("notification payload %q, want seq %d", n.Payload, got[0].Seq)
+	if n := waitNotification(t, listener); len(n.Payload) > 0 {
+		t.Errorf("doorbell payload of %d bytes, want none: the table is the truth", len(n.Payload))
 	}
+	got := wantEvents(t, tb, "doc_changes doc:created")
 	body, _ := got[0].data["body"].(string)
 	if len(body) != size || strings.Trim(body, "x") != "" {
 		t.Errorf("body of %d bytes, want %d x's", len(body), size)
@@ -950,4 +1069,62 @@ func TestWatchPartitionedTable(t *testing.T) {
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (3, 'us')`)
 	wantEvents(t, tb, "measurement_changes measurement:created", "measurement_changes measurement:created")
+}
+
+// TestWatchPartitionAndChild: a watched partition or inheritance child
+// gets a row trigger, so rows changed through its parent are captured.
+func TestWatchPartitionAndChild(t *testing.T) {
+	t.Parallel()
+	tb := setup(t,
+		`CREATE TABLE measurements (id int, region text) PARTITION BY LIST (region)`,
+		`CREATE TABLE measurements_eu PARTITION OF measurements FOR VALUES IN ('eu')`,
+		`CREATE TABLE animals (id int, name text)`,
+		`CREATE TABLE cats () INHERITS (animals)`)
+	mustWatch(t, tb, Config{Table: "measurements_eu", Entity: "m"})
+	mustWatch(t, tb, Config{Table: "cats"})
+	for _, table := range []string{"measurements_eu", "cats"} {
+		if got := triggerCount(t, tb, table); got != 1 {
+			t.Errorf("%d pgpush triggers on %s, want the one row trigger", got, table)
+		}
+	}
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (1, 'eu')`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO cats VALUES (1, 'Tom')`)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE animals SET name = 'Tommy'`)
+	mustExec(t, tb.ctx, tb.pool, `DELETE FROM measurements`)
+	got := wantEvents(t, tb, "m_changes m:created", "cat_changes cat:created", "cat_changes cat:updated", "m_changes m:deleted")
+	if v := fmt.Sprint(got[2].data["changed_fields"]); v != "map[name:Tommy]" {
+		t.Errorf("changed_fields = %s, want map[name:Tommy]", v)
+	}
+}
+
+// TestUpdateManyRows: one UPDATE of many rows gives one event per row
+// whose visible columns changed, in the order of the update, each with
+// its own changed_fields, and rings the doorbell although its first row
+// changed nothing.
+func TestUpdateManyRows(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) SELECT g FROM generate_series(1, 100) g`)
+	mustWatch(t, tb, Config{Table: "orders", Exclude: []string{"card_token"}})
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE orders SET
+		status = CASE WHEN customer_id % 2 = 0 THEN 'paid' ELSE status END,
+		card_token = 'tok'`)
+	waitNotification(t, listener)
+	got := events(t, tb)
+	if len(got) != 50 {
+		t.Fatalf("%d events, want 50: one per row whose visible columns changed", len(got))
+	}
+	prev := 0
+	for _, e := range got {
+		id, _ := strconv.Atoi(fmt.Sprint(e.data["customer_id"]))
+		if e.Event != "order:updated" || id%2 != 0 || id <= prev {
+			t.Fatalf("event %s: want order:updated of rising even customers", e)
+		}
+		prev = id
+		if v := fmt.Sprint(e.data["changed_fields"]); v != "map[status:paid]" {
+			t.Fatalf("changed_fields = %s, want map[status:paid] (card_token is excluded)", v)
+		}
+	}
 }
