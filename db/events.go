@@ -61,12 +61,12 @@ const selectEvents = `
 // page from the (xid, id) index instead of sorting the whole transaction.
 func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]EventRow, error) {
 	rows, err := q.Query(ctx, `
-		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
+		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
 		 FROM pgpush.events e
 		 WHERE e.xid = (SELECT xid FROM pgpush.commits WHERE seq = $1) AND e.id > $2
 		 ORDER BY e.id LIMIT $3)
 		UNION ALL
-		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, '')
+		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
 		 FROM (SELECT seq, xid FROM pgpush.commits WHERE seq > $1 ORDER BY seq LIMIT $3) c
 		 CROSS JOIN LATERAL (
 			SELECT * FROM pgpush.events e WHERE e.xid = c.xid ORDER BY e.id LIMIT $3) e

@@ -61,15 +61,25 @@ func begin(t *testing.T, ctx context.Context, pool *pgxpool.Pool) pgx.Tx {
 	return tx
 }
 
+// commit commits tx and numbers it, as the sequencer does right after
+// commits (migration 00006): readers see events only once numbered.
 func commit(t *testing.T, ctx context.Context, tx pgx.Tx) {
 	t.Helper()
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatalf("commit: %v", err)
 	}
+	sequence(t, ctx, tx.Conn())
 }
 
-// inTx runs fn in a transaction and commits it: the commit is what gives
-// the transaction's events their sequence number.
+// sequence numbers what committed, as the elected listener does.
+func sequence(t *testing.T, ctx context.Context, q db.Querier) {
+	t.Helper()
+	if _, err := db.Sequence(ctx, q); err != nil {
+		t.Fatalf("Sequence: %v", err)
+	}
+}
+
+// inTx runs fn in a transaction and commits it; commit numbers it.
 func inTx(t *testing.T, ctx context.Context, pool *pgxpool.Pool, fn func(tx pgx.Tx)) {
 	t.Helper()
 	tx := begin(t, ctx, pool)
@@ -88,11 +98,19 @@ func publish(t *testing.T, ctx context.Context, q db.Querier, channel, event str
 	if err != nil {
 		t.Fatalf("Publish(%q, %q): %v", channel, event, err)
 	}
+	if _, inTx := q.(pgx.Tx); !inTx {
+		sequence(t, ctx, q) // committed on its own
+	}
 	return id
 }
 
+// eventsAfter reads the log as a listener does, after numbering what
+// committed (q a pool; a transaction reads what it sees).
 func eventsAfter(t *testing.T, ctx context.Context, q db.Querier, seq, id int64, limit int) []db.EventRow {
 	t.Helper()
+	if _, inTx := q.(pgx.Tx); !inTx {
+		sequence(t, ctx, q)
+	}
 	rows, err := db.EventsAfter(ctx, q, seq, id, limit)
 	if err != nil {
 		t.Fatalf("EventsAfter(%d, %d, %d): %v", seq, id, limit, err)

@@ -186,13 +186,14 @@ func tailExit(ctx context.Context, err error) error {
 	return fmt.Errorf("tail: %w", err)
 }
 
-// tailDatabase reads the event log directly, in delivery order, as the
-// server's listener does: LISTEN on the doorbell, then read everything
-// after the cursor, on each ring and every few seconds. It only reads.
-// Unlike a subscriber it sees every event of the channel: no grant,
-// --match or filter applies, and the per-subscriber "left" events are
-// not there. Two-phase transactions appear once a running server has
-// numbered them.
+// tailDatabase reads the event log directly, in delivery order, as a
+// server's listener that is not the sequencer does: it follows the
+// sequencer (LISTEN on its announcements), then reads everything numbered
+// after the cursor, on each announcement and every few seconds. It only
+// reads, and numbers nothing: events appear once a running server's
+// sequencer has numbered them, so it needs one running. Unlike a
+// subscriber it sees every event of the channel: no grant, --match or
+// filter applies, and the per-subscriber "left" events are not there.
 func tailDatabase(ctx context.Context, dbURL, channel, since string, p *eventPrinter, stderr io.Writer) error {
 	cfg, err := db.ParseConfig(dbURL, db.ApplicationName)
 	if err != nil {
@@ -262,9 +263,14 @@ func tailConnect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connect to the database: %w", err)
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.EventsChannel}.Sanitize()); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{db.SequencedChannel}.Sanitize()); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return nil, fmt.Errorf("listen: %w", err)
+	}
+	// The sequencer announces new numbers only while someone follows.
+	if err := db.SequencerFollow(ctx, conn, true); err != nil {
+		conn.Close(context.WithoutCancel(ctx))
+		return nil, err
 	}
 	return conn, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/pgpush/pgpush/client"
+	"github.com/pgpush/pgpush/db/dbtest"
 )
 
 // TestTail runs `pgpush tail` as a real process against a real server (or
@@ -74,6 +75,7 @@ func TestTail(t *testing.T) {
 	t.Run("Database", func(t *testing.T) {
 		t.Parallel()
 		pool, url, _ := newShop(t)
+		startServer(t, url, nil) // its sequencer numbers what committed
 		exec(t, pool, `INSERT INTO orders (order_number) VALUES ('ORD-1')`)
 		tail := startTail(t, bin, nil, "tail", "order_changes", "--database-url", url)
 		tail.waitStderr(t, "reading order_changes from the database's event log")
@@ -144,9 +146,17 @@ func TestTail(t *testing.T) {
 	})
 }
 
-// eventIDs lists a channel's event ids in delivery order.
+// eventIDs lists channel's event ids in delivery order, once the
+// sequencer has numbered every one of them.
 func eventIDs(t *testing.T, pool *pgxpool.Pool, channel string) []string {
 	t.Helper()
+	dbtest.Eventually(t, waitTimeout, func() bool {
+		var unnumbered int
+		err := pool.QueryRow(t.Context(), `
+			SELECT count(*) FROM pgpush.events e
+			WHERE e.channel = $1 AND NOT EXISTS (SELECT 1 FROM pgpush.commits c WHERE c.xid = e.xid)`, channel).Scan(&unnumbered)
+		return err == nil && unnumbered == 0
+	})
 	rows, err := pool.Query(t.Context(), `
 		SELECT e.id::text FROM pgpush.events e JOIN pgpush.commits c ON c.xid = e.xid
 		WHERE e.channel = $1 ORDER BY c.seq, e.id`, channel)
