@@ -49,10 +49,13 @@ type EventRow struct {
 	// Xid is the writing transaction's id (xid8): whether a snapshot
 	// already reflects the event.
 	Xid uint64
+	// Old holds, for an update, the old values of the changed fields
+	// (server-side only: it tells whether the row left a user's view).
+	Old []byte
 }
 
 const selectEvents = `
-	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
+	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
 	FROM pgpush.commits c JOIN pgpush.events e ON e.xid = c.xid`
 
 // EventsAfter returns up to limit committed events after position
@@ -61,12 +64,12 @@ const selectEvents = `
 // page from the (xid, id) index instead of sorting the whole transaction.
 func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]EventRow, error) {
 	rows, err := q.Query(ctx, `
-		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
+		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
 		 FROM pgpush.events e
 		 WHERE e.xid = (SELECT xid FROM pgpush.commits WHERE seq = $1) AND e.id > $2
 		 ORDER BY e.id LIMIT $3)
 		UNION ALL
-		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text
+		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
 		 FROM (SELECT seq, xid FROM pgpush.commits WHERE seq > $1 ORDER BY seq LIMIT $3) c
 		 CROSS JOIN LATERAL (
 			SELECT * FROM pgpush.events e WHERE e.xid = c.xid ORDER BY e.id LIMIT $3) e
@@ -93,14 +96,18 @@ func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSe
 
 func collectEvents(rows pgx.Rows) ([]EventRow, error) {
 	var out []EventRow
-	var err error
 	for rows.Next() {
 		var r EventRow
 		var data, xid string
-		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt, &r.Origin, &xid); err != nil {
+		var old *string
+		if err := rows.Scan(&r.Seq, &r.ID, &r.Channel, &r.Event, &data, &r.CreatedAt, &r.Origin, &xid, &old); err != nil {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		r.Data = []byte(data)
+		if old != nil {
+			r.Old = []byte(*old)
+		}
+		var err error
 		if r.Xid, err = strconv.ParseUint(xid, 10, 64); err != nil {
 			return nil, fmt.Errorf("read events: xid %q: %w", xid, err)
 		}

@@ -534,6 +534,7 @@ func EventFromRow(r db.EventRow) *Event {
 		Time:    r.CreatedAt,
 		Origin:  r.Origin,
 		Xid:     r.Xid,
+		Old:     r.Old,
 	}
 }
 

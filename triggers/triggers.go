@@ -34,6 +34,10 @@ var statementTriggers = [...]struct{ name, event, referencing string }{
 	{TriggerName + "_delete", "DELETE", "REFERENCING OLD TABLE AS old_rows"},
 }
 
+// TruncateTriggerName is the statement trigger that announces a TRUNCATE
+// of a watched table as <entity>:truncated.
+const TruncateTriggerName = TriggerName + "_truncate"
+
 // Operations that --on accepts.
 var operations = []string{"insert", "update", "delete"}
 
@@ -197,6 +201,9 @@ func CreateSQL(table string, w Watched) string {
 	}, ", ")
 	var b strings.Builder
 	b.WriteString(DropSQL(table))
+	fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER TRUNCATE ON %s\n"+
+		"    FOR EACH STATEMENT EXECUTE FUNCTION pgpush.capture_truncate(%s, %s);\n",
+		TruncateTriggerName, table, literal(w.Entity), literal(w.Channel))
 	if w.rowTrigger {
 		fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s\n"+
 			"    FOR EACH ROW EXECUTE FUNCTION pgpush.capture(%s);\n", TriggerName, table, args)
@@ -213,6 +220,7 @@ func CreateSQL(table string, w Watched) string {
 func DropSQL(table string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", TriggerName, table)
+	fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", TruncateTriggerName, table)
 	for _, tg := range statementTriggers {
 		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", tg.name, table)
 	}

@@ -340,7 +340,7 @@ func TestWatchTwiceReconfigures(t *testing.T) {
 	if got, want := w.Channel, "shop"; got != want {
 		t.Errorf("Channel = %q, want %q", got, want)
 	}
-	if got, want := triggerCount(t, tb, "orders"), 3; got != want {
+	if got, want := triggerCount(t, tb, "orders"), 4; got != want { // insert, update, delete, truncate
 		t.Errorf("%d pgpush triggers on orders, want %d", got, want)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (card_token) VALUES ('tok')`)
@@ -1083,8 +1083,8 @@ func TestWatchPartitionAndChild(t *testing.T) {
 	mustWatch(t, tb, Config{Table: "measurements_eu", Entity: "m"})
 	mustWatch(t, tb, Config{Table: "cats"})
 	for _, table := range []string{"measurements_eu", "cats"} {
-		if got := triggerCount(t, tb, table); got != 1 {
-			t.Errorf("%d pgpush triggers on %s, want the one row trigger", got, table)
+		if got := triggerCount(t, tb, table); got != 2 {
+			t.Errorf("%d pgpush triggers on %s, want the row trigger and the truncate trigger", got, table)
 		}
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (1, 'eu')`)
@@ -1126,5 +1126,46 @@ func TestUpdateManyRows(t *testing.T) {
 		if v := fmt.Sprint(e.data["changed_fields"]); v != "map[status:paid]" {
 			t.Fatalf("changed_fields = %s, want map[status:paid] (card_token is excluded)", v)
 		}
+	}
+}
+
+// TestTruncateAndOldValues: TRUNCATE of a watched table is one
+// <entity>:truncated event with empty data, and an update's event keeps
+// the old values of exactly the fields it changed (never sent, so private
+// columns stay out of it too).
+func TestTruncateAndOldValues(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustWatch(t, tb, Config{Table: "orders", Exclude: []string{"card_token"}})
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (status, customer_id, card_token) VALUES ('new', 45, 'a'), ('new', 46, 'b')`)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE orders SET customer_id = 47, card_token = 'c' WHERE customer_id = 45`)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE orders SET status = 'paid', customer_id = customer_id + 1`)
+	mustExec(t, tb.ctx, tb.pool, `TRUNCATE orders`)
+	got := wantEvents(t, tb, "order_changes order:created", "order_changes order:created",
+		"order_changes order:updated", "order_changes order:updated", "order_changes order:updated",
+		"order_changes order:truncated")
+	var olds []string
+	for _, ev := range got {
+		var old string
+		if err := tb.pool.QueryRow(tb.ctx, `SELECT coalesce(old_data::text, '') FROM pgpush.events WHERE id = $1`, ev.ID).Scan(&old); err != nil {
+			t.Fatal(err)
+		}
+		olds = append(olds, old)
+	}
+	slices.Sort(olds[3:5]) // one statement updated two rows, in the table's order
+	want := []string{"", "", `{"customer_id": 45}`, `{"status": "new", "customer_id": 46}`, `{"status": "new", "customer_id": 47}`, ""}
+	if !slices.Equal(olds, want) {
+		t.Errorf("old_data = %q, want %q", olds, want)
+	}
+	if d := string(got[5].EventRow.Data); d != "{}" {
+		t.Errorf("truncated data = %s, want {}", d)
+	}
+	// Unwatch removes the truncate trigger too.
+	if err := Unwatch(tb.ctx, tb.pool, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	mustExec(t, tb.ctx, tb.pool, `TRUNCATE orders`)
+	if n := triggerCount(t, tb, "orders"); n != 0 {
+		t.Errorf("%d pgpush triggers left after unwatch", n)
 	}
 }
