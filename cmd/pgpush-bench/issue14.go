@@ -65,17 +65,18 @@ func issue14Targets(results []*result) []targetResult {
 		}
 		var perRow, p99, delivery []string
 		cpuAt := map[int]float64{}
-		worstP99, minRate := 0.0, rs[0].CommittedPerSec
+		worstP99, rateReached := 0.0, true
 		exact := true
 		var owed, got int64
 		for _, r := range rs {
 			us := 1e6 * first(r.ServerCPUSecs) / float64(max(r.RowsCommitted, 1))
 			cpuAt[r.Subscribers] = us
 			perRow = append(perRow, fmt.Sprintf("%d: %.0f µs", r.Subscribers, us))
-			p99 = append(p99, fmt.Sprintf("%d: %.1f ms", r.Subscribers, r.P99Ms))
+			p99 = append(p99, fmt.Sprintf("%d: %.1f ms at %.0f rows/s", r.Subscribers, r.P99Ms, r.CommittedPerSec))
 			delivery = append(delivery, fmt.Sprintf("%d: %d of %d rows, lost %d dup %d misdelivered %d", r.Subscribers,
 				r.Expected-r.Lost, r.Expected, r.Lost, r.Duplicated, r.Misdelivered))
-			worstP99, minRate = max(worstP99, r.P99Ms), min(minRate, r.CommittedPerSec)
+			worstP99 = max(worstP99, r.P99Ms)
+			rateReached = rateReached && r.CommittedPerSec >= 0.95*r.Rate
 			exact = exact && r.Lost == 0 && r.Duplicated == 0 && r.Misdelivered == 0 && r.Unknown == 0 && r.WarmupMissing == 0
 			owed, got = owed+r.Expected, got+r.Expected-r.Lost
 		}
@@ -86,9 +87,11 @@ func issue14Targets(results []*result) []targetResult {
 		}
 		ts = append(ts, targetResult{name + ": every row to exactly its customer", "0 lost, 0 duplicated, 0 misdelivered",
 			strings.Join(delivery, "; "), float64(got) / float64(max(owed, 1)), exact})
-		ts = append(ts, targetResult{name + ": p99 commit→client at 1,000 rows/s", "≤ 10 ms",
-			fmt.Sprintf("%s (slowest rung's rate %.0f rows/s)", strings.Join(p99, ", "), minRate),
-			10 / max(worstP99, 0.001), worstP99 <= 10 && minRate >= 0.95*ownedRate})
+		// Met only where the rate was reached: a box that cannot commit
+		// 1,000 rows/s has not tested the target.
+		ts = append(ts, targetResult{fmt.Sprintf("%s: p99 commit→client at %g rows/s", name, rs[0].Rate), "≤ 10 ms, every rung at ≥ 95% of that rate",
+			strings.Join(p99, ", "),
+			10 / max(worstP99, 0.001), worstP99 <= 10 && rateReached})
 	}
 	if p, e := find("fanout-5k", kindPgpush), find("fanout-5k", kindEventserv); len(p) > 0 && len(e) > 0 {
 		pc, ec := cpuPerDeliveryUs(p[0]), cpuPerDeliveryUs(e[0])
