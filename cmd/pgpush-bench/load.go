@@ -34,6 +34,9 @@ type writeLoad struct {
 	Mode     string  // insert or update
 	Payload  int     // bytes of the payload column
 	Duration time.Duration
+	// Customer, when set, gives each inserted row's customer_id from its
+	// key (the per-user scenarios); nil keeps one customer per sequence.
+	Customer func(key uint64) int64
 }
 
 const (
@@ -93,6 +96,9 @@ func runWriters(ctx context.Context, l writeLoad, committed *atomic.Int64) (comm
 					return
 				}
 				arg := int64(w*100000 + n%100000) // customer_id on insert
+				if l.Customer != nil {
+					arg = l.Customer(makeKey(w, n))
+				}
 				if l.Mode == "update" {
 					arg = int64(w*rowsPerWriter + n%rowsPerWriter + 1) // the row's id
 				}

@@ -129,7 +129,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			runErr = errors.Join(runErr, fmt.Errorf("%s: %w", name, err))
 		}
 	}
-	targets := evaluateTargets(b.results)
+	targets := append(evaluateTargets(b.results), issue14Targets(b.results)...)
 	if len(targets) > 0 {
 		fmt.Fprintln(stdout)
 		printTargets(stdout, targets)

@@ -54,6 +54,8 @@ type result struct {
 	Lost              int64     `json:"lost"`
 	Duplicated        int64     `json:"duplicated"`
 	Unknown           int64     `json:"unknown,omitempty"`
+	Misdelivered      int64     `json:"misdelivered,omitempty"` // per-user runs: rows read by a socket not their customer's
+	Logins            *logins   `json:"logins,omitempty"`       // kind "login": the per-user scenarios' logins, measured apart
 	ClosedEarly       int       `json:"sockets_closed_early"`
 	CloseReasons      []string  `json:"close_reasons,omitempty"`
 	WarmupMissing     int       `json:"warmup_missing,omitempty"`
@@ -77,6 +79,11 @@ type result struct {
 	// to the end of the drain minus servers, bench and PostgreSQL: other
 	// processes competing for the cores.
 	OtherCPUSecs float64 `json:"other_cpu_s"`
+	// ServerRunQueueSecs and BenchRunQueueSecs (per-user runs) are the
+	// time the server's and this process's threads were ready to run but
+	// waited for a CPU, summed over threads (schedstat run_delay).
+	ServerRunQueueSecs float64 `json:"server_run_queue_wait_s,omitempty"`
+	BenchRunQueueSecs  float64 `json:"bench_run_queue_wait_s,omitempty"`
 	// WriteSyscallsPerDelivery is the servers' write system calls from the
 	// writers' start to the end of the drain, per frame received.
 	WriteSyscallsPerDelivery float64 `json:"server_write_syscalls_per_delivery,omitempty"`
