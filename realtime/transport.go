@@ -69,7 +69,15 @@ func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened stri
 		return
 	}
 	defer h.unregister(c)
-	h.confirmSession(ctx, c)
+	// The check queries the database: on a goroutine of its own, so that
+	// the socket's reader, which lives as long as the socket, keeps the
+	// small stack reading needs rather than one grown by a query.
+	checked := make(chan struct{})
+	go func() {
+		defer close(checked)
+		h.confirmSession(ctx, c)
+	}()
+	defer func() { <-checked }()
 	h.stats.SocketsOpened.Add(1)
 	c.log.Info(opened, "role", c.principal.Role, "anonymous", c.principal.Anonymous())
 
