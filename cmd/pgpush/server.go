@@ -258,29 +258,37 @@ func (s *server) watchGrantsAndSessions(ctx context.Context) {
 	}
 }
 
-// prune deletes events past the retention, and expired sessions, every
-// minute (and at start).
+// prune applies the retention every minute (and at start): event log
+// partitions, pending notifications and room messages, expired sessions.
+// Only the instance whose listener is the sequencer does it, so that
+// several instances do not repeat the same work.
 func (s *server) prune(ctx context.Context) {
 	ticker := time.NewTicker(time.Minute)
 	defer ticker.Stop()
 	for {
-		if err := db.PruneNotifications(ctx, s.pool, s.cfg.Retention); err != nil && ctx.Err() == nil {
-			s.log.Error("prune notifications", "err", err)
-		}
-		if _, err := s.sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("prune sessions", "err", err)
-		}
-		n, err := db.PruneEvents(ctx, s.pool, s.cfg.Retention, 5000)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("prune events", "err", err)
-		} else if n > 0 {
-			s.log.Info("pruned events", "count", n)
+		if s.listener.Sequencer() {
+			s.pruneOnce(ctx)
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
+	}
+}
+
+func (s *server) pruneOnce(ctx context.Context) {
+	if err := db.PruneNotifications(ctx, s.pool, s.cfg.Retention); err != nil && ctx.Err() == nil {
+		s.log.Error("prune notifications", "err", err)
+	}
+	if _, err := s.sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("prune sessions", "err", err)
+	}
+	n, err := db.PruneEvents(ctx, s.pool, s.cfg.Retention, 5000)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("prune events", "err", err)
+	} else if n > 0 {
+		s.log.Info("dropped event log partitions", "count", n)
 	}
 }
 
