@@ -128,14 +128,19 @@ BEGIN
     PERFORM pg_advisory_xact_lock(7370707573680005);
     cur := pg_current_snapshot();
     SELECT snapshot, last_seq INTO prev, last FROM pgpush.sequencer;
-    WITH batch AS (
-        SELECT e.xid, min(e.id) AS first_id, max(e.id) AS last_id,
-               min(e.created_at) AS first_at, max(e.created_at) AS last_at,
-               array_agg(DISTINCT e.channel) AS channels
+    WITH per_channel AS (
+        -- Grouped by channel too, so that a large transaction's channels
+        -- come from a hash of a few groups, not a sort of all its rows.
+        SELECT e.xid, e.channel, min(e.id) AS first_id, max(e.id) AS last_id,
+               min(e.created_at) AS first_at, max(e.created_at) AS last_at
         FROM pgpush.events e
         WHERE (e.xid >= pg_snapshot_xmax(prev) OR e.xid = ANY (ARRAY(SELECT pg_snapshot_xip(prev))))
           AND pg_visible_in_snapshot(e.xid, cur)
-        GROUP BY e.xid
+        GROUP BY e.xid, e.channel
+    ), batch AS (
+        SELECT xid, min(first_id) AS first_id, max(last_id) AS last_id,
+               min(first_at) AS first_at, max(last_at) AS last_at, array_agg(channel) AS channels
+        FROM per_channel GROUP BY xid
     ), numbered AS (
         INSERT INTO pgpush.commits (seq, xid, first_id, last_id, first_at, last_at, channels)
         SELECT last + row_number() OVER (ORDER BY last_id), xid, first_id, last_id, first_at, last_at, channels
