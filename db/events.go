@@ -54,9 +54,17 @@ type EventRow struct {
 	Old []byte
 }
 
-const selectEvents = `
-	SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
-	FROM pgpush.commits c JOIN pgpush.events e ON e.xid = c.xid`
+// eventColumns are what collectEvents scans, after the commit's seq.
+const eventColumns = `e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text`
+
+// eventsOf reads the events of commit c, by xid, from the partitions
+// that hold them (c.first_at and c.last_at bound their created_at), in id
+// order; extra is a further condition on e.
+func eventsOf(extra string) string {
+	return `SELECT ` + eventColumns + ` FROM pgpush.events e
+		WHERE e.xid = c.xid AND e.created_at BETWEEN c.first_at AND c.last_at` + extra + `
+		ORDER BY e.id LIMIT $3`
+}
 
 // EventsAfter returns up to limit committed events after position
 // (seq, id), in delivery order. The rest of transaction seq is read on
@@ -64,15 +72,11 @@ const selectEvents = `
 // page from the (xid, id) index instead of sorting the whole transaction.
 func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]EventRow, error) {
 	rows, err := q.Query(ctx, `
-		(SELECT $1::bigint, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
-		 FROM pgpush.events e
-		 WHERE e.xid = (SELECT xid FROM pgpush.commits WHERE seq = $1) AND e.id > $2
-		 ORDER BY e.id LIMIT $3)
+		(SELECT c.seq, e.* FROM (SELECT * FROM pgpush.commits WHERE seq = $1) c
+		 CROSS JOIN LATERAL (`+eventsOf(` AND e.id > $2`)+`) e)
 		UNION ALL
-		(SELECT c.seq, e.id, e.channel, e.event, e.data::text, e.created_at, coalesce(e.origin, ''), e.xid::text, e.old_data::text
-		 FROM (SELECT seq, xid FROM pgpush.commits WHERE seq > $1 ORDER BY seq LIMIT $3) c
-		 CROSS JOIN LATERAL (
-			SELECT * FROM pgpush.events e WHERE e.xid = c.xid ORDER BY e.id LIMIT $3) e
+		(SELECT c.seq, e.* FROM (SELECT * FROM pgpush.commits WHERE seq > $1 ORDER BY seq LIMIT $3) c
+		 CROSS JOIN LATERAL (`+eventsOf(``)+`) e
 		 ORDER BY c.seq, e.id LIMIT $3)
 		ORDER BY 1, 2 LIMIT $3`, seq, id, limit)
 	if err != nil {
@@ -82,12 +86,20 @@ func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]Ev
 }
 
 // ChannelEventsBetween returns up to limit events of one channel after
-// (fromSeq, fromID) and at most (toSeq, toID), in delivery order.
+// (fromSeq, fromID) and at most (toSeq, toID), in delivery order. Only
+// transactions that wrote to the channel are read (pgpush.commits lists
+// their channels).
 func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSeq, fromID, toSeq, toID int64, limit int) ([]EventRow, error) {
-	rows, err := q.Query(ctx, selectEvents+`
-		WHERE c.seq >= $2 AND c.seq <= $4 AND e.channel = $1
-		  AND (c.seq, e.id) > ($2, $3) AND (c.seq, e.id) <= ($4, $5)
-		ORDER BY c.seq, e.id LIMIT $6`, channel, fromSeq, fromID, toSeq, toID, limit)
+	rows, err := q.Query(ctx, `
+		(SELECT c.seq, e.* FROM (SELECT * FROM pgpush.commits WHERE seq = $1 AND seq <= $5) c
+		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = $4 AND e.id > $2 AND (c.seq < $5 OR e.id <= $6)`)+`) e)
+		UNION ALL
+		(SELECT c.seq, e.* FROM (
+			SELECT * FROM pgpush.commits WHERE seq > $1 AND seq <= $5 AND $4 = ANY (channels)
+			ORDER BY seq LIMIT $3) c
+		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = $4 AND (c.seq < $5 OR e.id <= $6)`)+`) e
+		 ORDER BY c.seq, e.id LIMIT $3)
+		ORDER BY 1, 2 LIMIT $3`, fromSeq, fromID, limit, channel, toSeq, toID)
 	if err != nil {
 		return nil, fmt.Errorf("read events of %q: %w", channel, err)
 	}
@@ -120,12 +132,18 @@ func collectEvents(rows pgx.Rows) ([]EventRow, error) {
 }
 
 // PositionOf returns the delivery position of event id, or ErrEventExpired
-// when it is not in the log (pruned, rolled back, or never existed).
+// when it is not in the log (pruned, rolled back, or never existed) or
+// when events numbered after it may have been pruned (a replay from it
+// could not be whole).
 func PositionOf(ctx context.Context, q Querier, id int64) (seq int64, err error) {
+	var horizon int64
 	err = q.QueryRow(ctx, `
-		SELECT c.seq FROM pgpush.events e JOIN pgpush.commits c ON c.xid = e.xid
-		WHERE e.id = $1`, id).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
+		SELECT c.seq, s.horizon FROM pgpush.commits c, pgpush.sequencer s
+		WHERE int8range(c.first_id, c.last_id, '[]') @> $1::bigint AND c.first_id IS NOT NULL
+		  AND EXISTS (SELECT 1 FROM pgpush.events e
+		              WHERE e.xid = c.xid AND e.id = $1 AND e.created_at BETWEEN c.first_at AND c.last_at)`,
+		id).Scan(&seq, &horizon)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && seq <= horizon) {
 		return 0, ErrEventExpired
 	}
 	if err != nil {
@@ -134,14 +152,10 @@ func PositionOf(ctx context.Context, q Querier, id int64) (seq int64, err error)
 	return seq, nil
 }
 
-// LastPosition is the position of the newest committed event, where a
+// LastPosition is the position of the newest numbered event, where a
 // listener that starts now begins.
 func LastPosition(ctx context.Context, q Querier) (seq, id int64, err error) {
-	err = q.QueryRow(ctx, `
-		SELECT c.seq, coalesce(max(e.id), 0)
-		FROM (SELECT seq, xid FROM pgpush.commits ORDER BY seq DESC LIMIT 1) c
-		LEFT JOIN pgpush.events e ON e.xid = c.xid
-		GROUP BY c.seq`).Scan(&seq, &id)
+	err = q.QueryRow(ctx, `SELECT seq, coalesce(last_id, 0) FROM pgpush.commits ORDER BY seq DESC LIMIT 1`).Scan(&seq, &id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, nil
 	}
@@ -164,49 +178,45 @@ func Publish(ctx context.Context, q Querier, channel, event string, data json.Ra
 	return id, nil
 }
 
-// ChannelHasEvents reports whether any retained event was sent on channel,
-// which is how custom channels become known.
+// ChannelHasEvents reports whether any retained event was sent on channel
+// (or is being published there), which is how custom channels become
+// known.
 func ChannelHasEvents(ctx context.Context, q Querier, channel string) (bool, error) {
 	var ok bool
-	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgpush.events WHERE channel = $1)`, channel).Scan(&ok)
+	err := q.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pgpush.channels WHERE channel = $1)`, channel).Scan(&ok)
 	if err != nil {
 		return false, fmt.Errorf("look up channel %q: %w", channel, err)
 	}
 	return ok, nil
 }
 
-// PruneEvents deletes events and commits older than retention in batches of
-// batchSize rows, each in its own short transaction, so that writers are
-// never blocked for long. It returns the number of events deleted.
-func PruneEvents(ctx context.Context, q Querier, retention time.Duration, batchSize int) (int64, error) {
-	var total int64
+// PruneEvents applies the retention to the event log: it creates the
+// partitions of the coming day, drops those whose events are all older
+// than retention (see pgpush.maintain_log), then forgets, batchSize rows
+// per short transaction, the commits and channels at or below the
+// horizon. It returns the number of partitions dropped. Only one caller
+// at a time does the work; the others return 0 at once.
+func PruneEvents(ctx context.Context, q Querier, retention time.Duration, batchSize int) (int, error) {
+	var dropped int
+	if err := q.QueryRow(ctx, `SELECT pgpush.maintain_log($1)`, retention).Scan(&dropped); err != nil {
+		return 0, fmt.Errorf("prune events: %w", err)
+	}
 	for {
+		// A commit at or below the horizon can no longer be resumed
+		// from, and every listener has read past it.
 		tag, err := q.Exec(ctx, `
-			DELETE FROM pgpush.events WHERE id IN (
-				SELECT id FROM pgpush.events WHERE created_at < now() - $1::interval
-				ORDER BY id LIMIT $2)`, retention, batchSize)
+			DELETE FROM pgpush.commits WHERE seq IN (
+				SELECT seq FROM pgpush.commits WHERE seq <= (SELECT horizon FROM pgpush.sequencer)
+				ORDER BY seq LIMIT $1)`, batchSize)
 		if err != nil {
-			return total, fmt.Errorf("prune events: %w", err)
+			return dropped, fmt.Errorf("prune commits: %w", err)
 		}
-		total += tag.RowsAffected()
 		if tag.RowsAffected() < int64(batchSize) {
 			break
 		}
 	}
-	for {
-		// A commit row is kept while any of its events is, so positions of
-		// retained events can always be looked up.
-		tag, err := q.Exec(ctx, `
-			DELETE FROM pgpush.commits WHERE seq IN (
-				SELECT c.seq FROM pgpush.commits c
-				WHERE c.committed_at < now() - $1::interval
-				  AND NOT EXISTS (SELECT 1 FROM pgpush.events e WHERE e.xid = c.xid)
-				ORDER BY c.seq LIMIT $2)`, retention, batchSize)
-		if err != nil {
-			return total, fmt.Errorf("prune commits: %w", err)
-		}
-		if tag.RowsAffected() < int64(batchSize) {
-			return total, nil
-		}
+	if _, err := q.Exec(ctx, `DELETE FROM pgpush.channels WHERE last_seq <= (SELECT horizon FROM pgpush.sequencer)`); err != nil {
+		return dropped, fmt.Errorf("prune channels: %w", err)
 	}
+	return dropped, nil
 }

@@ -3,7 +3,6 @@ package db_test
 import (
 	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"slices"
 	"testing"
@@ -185,21 +184,17 @@ func TestTwoPhaseEventsNumberedLikeAny(t *testing.T) {
 	}
 }
 
-// TestPositionOf: a resume id that is no longer in the log gives
-// ErrEventExpired, which realtime turns into ErrResyncRequired.
+// TestPositionOf: a resume id that is not in the log gives
+// ErrEventExpired, which realtime turns into ErrResyncRequired. (Ids past
+// the retention are covered with the partitions that hold them, in
+// realtime's store tests.)
 func TestPositionOf(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	pruned := publish(t, ctx, pool, "c", "pruned")
 	kept := publish(t, ctx, pool, "c", "kept")
-	ageEvents(t, ctx, pool, past, pruned)
-	ageCommitOf(t, ctx, pool, past, pruned)
-	if n, err := db.PruneEvents(ctx, pool, retention, 100); err != nil || n != 1 {
-		t.Fatalf("PruneEvents = %d, %v, want 1 event pruned", n, err)
-	}
 	rows := eventsAfter(t, ctx, pool, 0, 0, 10)
 	if got, want := ids(rows), []int64{kept}; !slices.Equal(got, want) {
-		t.Fatalf("events left = %v, want %v", got, want)
+		t.Fatalf("events = %v, want %v", got, want)
 	}
 	keptSeq := rows[0].Seq
 
@@ -210,7 +205,6 @@ func TestPositionOf(t *testing.T) {
 		wantErr error
 	}{
 		{"kept", kept, keptSeq, nil},
-		{"pruned", pruned, 0, db.ErrEventExpired},
 		{"never existed", kept + 1000, 0, db.ErrEventExpired},
 		{"zero", 0, 0, db.ErrEventExpired},
 	}
@@ -369,11 +363,6 @@ func TestChannelHasEvents(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
 	publish(t, ctx, pool, "published", "e")
-	old := publish(t, ctx, pool, "pruned", "e")
-	ageEvents(t, ctx, pool, past, old)
-	if _, err := db.PruneEvents(ctx, pool, retention, 100); err != nil {
-		t.Fatal(err)
-	}
 	rolledBack := begin(t, ctx, pool)
 	publish(t, ctx, rolledBack, "rolled-back", "e")
 	if err := rolledBack.Rollback(ctx); err != nil {
@@ -385,7 +374,6 @@ func TestChannelHasEvents(t *testing.T) {
 		want    bool
 	}{
 		{"published", true},
-		{"pruned", false},
 		{"rolled-back", false},
 		{"never", false},
 		{"publish", false}, // no prefix match
@@ -398,61 +386,5 @@ func TestChannelHasEvents(t *testing.T) {
 				t.Fatalf("ChannelHasEvents(%q) = %v, %v, want %v", tt.channel, got, err, tt.want)
 			}
 		})
-	}
-}
-
-// TestPruneEvents: events past the retention go in batches; a commit goes
-// once it is past the retention too and none of its events is left. The
-// batch sizes run one after another on one database: each prunes what its
-// own step added.
-func TestPruneEvents(t *testing.T) {
-	t.Parallel()
-	ctx, pool := setup(t)
-	var wantLeft []int64
-	// Each step has 6 old events: batches that divide them end with an
-	// empty batch (1, 2, 3, 6), the others with a partial one (4, 100).
-	for step, batchSize := range []int{1, 2, 3, 4, 6, 100} {
-		var old []int64
-		for i := range 4 {
-			id := publish(t, ctx, pool, "c", fmt.Sprint("old-", i))
-			ageEvents(t, ctx, pool, past, id)
-			ageCommitOf(t, ctx, pool, past, id)
-			old = append(old, id)
-		}
-		// One transaction half past the retention: its commit stays while
-		// its newer event does.
-		var mixedOld, mixedNew int64
-		inTx(t, ctx, pool, func(tx pgx.Tx) {
-			mixedOld = publish(t, ctx, tx, "c", "mixed-old")
-			mixedNew = publish(t, ctx, tx, "c", "mixed-new")
-		})
-		ageEvents(t, ctx, pool, past, mixedOld)
-		ageCommitOf(t, ctx, pool, past, mixedOld)
-		// An event past the retention whose commit is not: the commit row
-		// stays until it is past the retention itself.
-		recentCommit := publish(t, ctx, pool, "c", "recent-commit")
-		ageEvents(t, ctx, pool, past, recentCommit)
-		fresh := publish(t, ctx, pool, "c", "fresh")
-
-		n, err := db.PruneEvents(ctx, pool, retention, batchSize)
-		if err != nil {
-			t.Fatalf("batch %d: PruneEvents: %v", batchSize, err)
-		}
-		if want := int64(len(old) + 2); n != want {
-			t.Errorf("batch %d: PruneEvents = %d, want %d", batchSize, n, want)
-		}
-		wantLeft = append(wantLeft, mixedNew, fresh)
-		if got := ids(eventsAfter(t, ctx, pool, 0, 0, 100)); !slices.Equal(got, wantLeft) {
-			t.Errorf("batch %d: events left = %v, want %v", batchSize, got, wantLeft)
-		}
-		// Per step, the commits of mixed, recent-commit and fresh.
-		if got, want := count(t, ctx, pool, `SELECT count(*) FROM pgpush.commits`), int64(3*(step+1)); got != want {
-			t.Errorf("batch %d: commits left = %d, want %d", batchSize, got, want)
-		}
-		positionOf(t, ctx, pool, mixedNew)
-
-		if n, err := db.PruneEvents(ctx, pool, retention, batchSize); err != nil || n != 0 {
-			t.Errorf("batch %d: PruneEvents again = %d, %v, want 0, nil", batchSize, n, err)
-		}
 	}
 }

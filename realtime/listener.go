@@ -38,9 +38,10 @@ type Listener struct {
 	// ConnConfig is used for every (re)connect. Required.
 	ConnConfig *pgx.ConnConfig
 	// StartFunc receives, from Start, the position the stream begins at:
-	// the last event already numbered in the log (committed events the
-	// sequencer has not numbered yet come after it). It is called before
-	// any DispatchFunc. Optional.
+	// the last event already in the log. (A listener that starts as the
+	// sequencer numbers what committed before; on another instance, the
+	// few commits its sequencer has not numbered yet come after it.) It is
+	// called before any DispatchFunc. Optional.
 	StartFunc func(Position)
 	// DispatchFunc receives events in delivery order, from Run's
 	// goroutine. Required.
@@ -160,6 +161,15 @@ func (l *Listener) Start(ctx context.Context) error {
 	l.conn = l.newConn(l.ConnConfig)
 	if err := l.open(ctx); err != nil {
 		return err
+	}
+	if l.leader.Load() {
+		// What committed while no sequencer ran is older than this start:
+		// number it first, so that it comes before the start position
+		// rather than as new events.
+		if _, err := db.Sequence(ctx, l.conn); err != nil {
+			l.conn.Close(context.WithoutCancel(ctx))
+			return err
+		}
 	}
 	seq, id, err := db.LastPosition(ctx, l.conn)
 	if err != nil {

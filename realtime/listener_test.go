@@ -471,8 +471,10 @@ func TestListenerStartPosition(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sequenceNow(t, pool) // as a running sequencer would have
-	b := startListenerOn(t, pool, nil)
+	b := startListenerOn(t, pool, nil) // the sequencer: it numbers them first
+	if !b.listener.Sequencer() {
+		t.Fatal("the only listener is not the sequencer")
+	}
 	if b.start.ID != before {
 		t.Fatalf("StartFunc got %+v, want the last event's id %d", b.start, before)
 	}
@@ -483,18 +485,6 @@ func TestListenerStartPosition(t *testing.T) {
 	evs := b.collected.waitFor(t, "the event after Start", func(evs []*Event) bool { return len(evs) >= 1 })
 	if len(evs) != 1 || evs[0].Pos.ID != after || !evs[0].Pos.After(b.start) {
 		t.Fatalf("dispatched %d events, first %+v; want only %d, after %+v", len(evs), evs[0].Pos, after, b.start)
-	}
-}
-
-// sequenceNow numbers what committed so far.
-func sequenceNow(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	ctx := context.Background()
-	if err := pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error {
-		_, err := db.Sequence(ctx, c)
-		return err
-	}); err != nil {
-		t.Fatalf("Sequence: %v", err)
 	}
 }
 

@@ -41,6 +41,7 @@ type options struct {
 	Rate             float64
 	Mode             string
 	Payload          int
+	BulkRows         int
 	Duration         time.Duration
 	Drain            time.Duration
 	Baselines        bool
@@ -64,6 +65,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.Float64Var(&o.Rate, "rate", 0, "target rows/s over all writers (0: as fast as possible)")
 	fs.StringVar(&o.Mode, "mode", "insert", "insert or update")
 	fs.IntVar(&o.Payload, "payload-bytes", 100, "bytes in each row's payload column")
+	fs.IntVar(&o.BulkRows, "bulk-rows", 1_000_000, "rows the bulk scenario's one UPDATE changes")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long the writers write in each run")
 	fs.DurationVar(&o.Drain, "drain", 15*time.Second, "how long to wait for stragglers after the writers stop")
 	fs.BoolVar(&o.Baselines, "baselines", true, "also run the writers with no trigger and with the relay trigger (without --scenario)")
@@ -82,7 +84,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	switch {
 	case o.Mode != "insert" && o.Mode != "update":
 		return o, fmt.Errorf("--mode %q: want insert or update", o.Mode)
-	case o.Writers < 1, o.Instances < 1, o.Subscribers < 0, o.Payload < 0, o.Rate < 0:
+	case o.Writers < 1, o.Instances < 1, o.Subscribers < 0, o.Payload < 0, o.Rate < 0, o.BulkRows < 1:
 		return o, errors.New("--writers and --instances must be at least 1; --subscribers, --payload-bytes and --rate not negative")
 	case o.Duration <= 0 || o.Drain <= 0:
 		return o, errors.New("--duration and --drain must be positive")

@@ -22,10 +22,11 @@ var scenarios = map[string]scenarioFunc{
 	"fanout-10k":  fanout,
 	"idle-10k":    idle10k,
 	"scaleout":    scaleout,
+	"bulk":        bulk,
 }
 
 // scenarioOrder is the order of `--scenario all`.
-var scenarioOrder = []string{"keepup", "writer-cost", "latency-100", "latency-10k", "fanout-10k", "idle-10k", "scaleout"}
+var scenarioOrder = []string{"keepup", "writer-cost", "latency-100", "latency-10k", "fanout-10k", "idle-10k", "scaleout", "bulk"}
 
 func scenarioNames() []string { return slices.Clone(scenarioOrder) }
 

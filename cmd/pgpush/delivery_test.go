@@ -100,7 +100,10 @@ func TestResyncRequired(t *testing.T) {
 	c.subscribe("order_changes")
 	exec(t, pool, `INSERT INTO orders (order_number) VALUES ('ORD-old')`)
 	old := c.expectEvent("order:created")["id"]
-	if _, err := db.PruneEvents(context.Background(), pool, time.Nanosecond, 100); err != nil {
+	// Retention drops whole hourly partitions: age the event past any
+	// retention (it moves to the default partition), then prune.
+	exec(t, pool, `UPDATE pgpush.events SET created_at = created_at - interval '2 days'`)
+	if _, err := db.PruneEvents(context.Background(), pool, time.Hour, 100); err != nil {
 		t.Fatal(err)
 	}
 	r := srv.connect(t, srv.admin(t, password))

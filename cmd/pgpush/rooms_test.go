@@ -47,14 +47,13 @@ func TestChatRoomsAcrossInstances(t *testing.T) {
 	will.send(map[string]string{"type": "send-message", "room_id": "general", "from": "Will", "message": "will-ready"})
 	for {
 		// Ana's join and message may still be in flight on A when Will
-		// joined: they are committed before his join, but A's listener can
-		// be behind.
+		// joined: A learns of them from the sequencer, wherever it runs.
 		got := will.read()
 		if got["type"] == "join-room" && got["from"] == "Ana" {
 			continue
 		}
 		if got["type"] != "receive-message" {
-			t.Fatalf("Will got %v, want receive-message", got)
+			t.Fatalf("Will got %v, want a receive-message", got)
 		}
 		if got["message"] == "will-ready" {
 			break

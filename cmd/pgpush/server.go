@@ -277,34 +277,46 @@ func (s *server) watchGrantsAndSessions(ctx context.Context) {
 	}
 }
 
-// prune deletes events, notifications and room messages past the
-// retention, and expired sessions, every minute (and at start).
+// prune applies the retention every minute (and at start): event log
+// partitions, pending notifications and room messages, expired sessions.
+// Only the instance whose listener is the sequencer does it, so that
+// several instances do not repeat the same work.
 func (s *server) prune(ctx context.Context) {
-	ticker := time.NewTicker(time.Minute)
+	// Checked every second, so that an instance that becomes the
+	// sequencer (at start, or when another instance stops) prunes at once.
+	ticker := time.NewTicker(time.Second)
 	defer ticker.Stop()
+	var last time.Time
 	for {
-		if err := db.PruneNotifications(ctx, s.pool, s.cfg.Retention); err != nil && ctx.Err() == nil {
-			s.log.Error("prune notifications", "err", err)
-		}
-		if n, err := db.PruneRoomMessages(ctx, s.pool, s.cfg.Retention, 5000); err != nil && ctx.Err() == nil {
-			s.log.Error("prune room messages", "err", err)
-		} else if n > 0 {
-			s.log.Info("pruned room messages", "count", n)
-		}
-		if _, err := s.sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
-			s.log.Error("prune sessions", "err", err)
-		}
-		n, err := db.PruneEvents(ctx, s.pool, s.cfg.Retention, 5000)
-		if err != nil && ctx.Err() == nil {
-			s.log.Error("prune events", "err", err)
-		} else if n > 0 {
-			s.log.Info("pruned events", "count", n)
+		if s.listener.Sequencer() && time.Since(last) >= time.Minute {
+			s.pruneOnce(ctx)
+			last = time.Now()
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
+	}
+}
+
+func (s *server) pruneOnce(ctx context.Context) {
+	if err := db.PruneNotifications(ctx, s.pool, s.cfg.Retention); err != nil && ctx.Err() == nil {
+		s.log.Error("prune notifications", "err", err)
+	}
+	if n, err := db.PruneRoomMessages(ctx, s.pool, s.cfg.Retention, 5000); err != nil && ctx.Err() == nil {
+		s.log.Error("prune room messages", "err", err)
+	} else if n > 0 {
+		s.log.Info("pruned room messages", "count", n)
+	}
+	if _, err := s.sessions.PruneExpired(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("prune sessions", "err", err)
+	}
+	n, err := db.PruneEvents(ctx, s.pool, s.cfg.Retention, 5000)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("prune events", "err", err)
+	} else if n > 0 {
+		s.log.Info("dropped event log partitions", "count", n)
 	}
 }
 
