@@ -13,7 +13,7 @@ import (
 
 // Sequence numbers every transaction whose events became visible since
 // the last call, and returns how many it numbered. It is one statement,
-// so any Querier will do; the listener of other instances are told on
+// so any Querier will do; the listeners of other instances are told on
 // SequencedChannel.
 func Sequence(ctx context.Context, q Querier) (int64, error) {
 	return sequence(ctx, q, nil)

@@ -68,11 +68,13 @@ type Listener struct {
 	// testSignals do nothing unless a test initialises them.
 	testSignals listenerTestSignals
 
-	// Only Start, then the Run goroutine, touch conn, cursor and
-	// following (conn holds the follower lock).
+	// Only Start, then the Run goroutine, touch conn, cursor, following
+	// (conn holds the follower lock) and rung (a doorbell was taken from
+	// the connection while reading, and is still to be answered).
 	conn      listenConn
 	cursor    Position
 	following bool
+	rung      bool
 
 	leader     atomic.Bool // conn holds the sequencer's lock
 	ready      atomic.Bool
@@ -234,7 +236,7 @@ func (l *Listener) reconnect(ctx context.Context) bool {
 func (l *Listener) open(ctx context.Context) error {
 	connectCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	l.following = false
+	l.following, l.rung = false, false
 	if err := l.conn.Connect(connectCtx); err != nil {
 		return fmt.Errorf("connect listener: %w", err)
 	}
@@ -271,6 +273,11 @@ func (l *Listener) serve(ctx context.Context) error {
 	for {
 		if err := l.handle(ctx, n); err != nil {
 			return err
+		}
+		if l.rung && l.leader.Load() {
+			l.rung = false
+			n = &pgconn.Notification{Channel: db.EventsChannel} // taken while reading
+			continue
 		}
 		timeout := l.idleCheck()
 		if !l.leader.Load() {
@@ -417,15 +424,9 @@ func (l *Listener) sequence(ctx context.Context) error {
 	for {
 		began := time.Now()
 		n, err := db.SequencerWake(ctx, l.conn)
-		for {
-			if err != nil {
-				return err
-			}
-			more, err := l.afterRound(ctx, n)
-			if err != nil {
-				return err
-			}
-			if !more {
+		for err == nil {
+			var more bool
+			if more, err = l.afterRound(ctx, n); err != nil || !more {
 				break
 			}
 			poll = minPoll
@@ -437,6 +438,9 @@ func (l *Listener) sequence(ctx context.Context) error {
 			}
 			began = time.Now()
 			n, err = db.Sequence(ctx, l.conn)
+		}
+		if err != nil {
+			return err
 		}
 		n, idle, err := db.SequencerRest(ctx, l.conn)
 		if err != nil {
@@ -468,22 +472,25 @@ func (l *Listener) afterRound(ctx context.Context, n int64) (more bool, err erro
 			return false, err
 		}
 	}
-	rung := l.drain(ctx)
-	return n > 0 || rung, nil
+	l.drain(ctx)
+	more = n > 0 || l.rung
+	l.rung = false
+	return more, nil
 }
 
 // drain acts on the notifications already received, without waiting for
 // more (WaitForNotification returns those first, and fails at once on a
-// context that has ended), and reports whether a doorbell was among them.
-func (l *Listener) drain(ctx context.Context) (rung bool) {
+// context that has ended): control messages go to ControlFunc, and a
+// doorbell sets rung.
+func (l *Listener) drain(ctx context.Context) {
 	done, cancel := context.WithCancel(ctx)
 	cancel()
 	for {
 		n, err := l.conn.WaitForNotification(done)
 		if err != nil {
-			return rung
+			return
 		}
-		rung = rung || n.Channel == db.EventsChannel
+		l.rung = l.rung || n.Channel == db.EventsChannel
 		l.control(n)
 	}
 }
@@ -506,7 +513,8 @@ func (l *Listener) control(n *pgconn.Notification) {
 	}
 }
 
-// catchUp reads and dispatches everything after the cursor.
+// catchUp reads and dispatches everything after the cursor, acting on
+// notifications between pages.
 func (l *Listener) catchUp(ctx context.Context) error {
 	batchSize := l.BatchSize
 	if batchSize <= 0 {
@@ -531,6 +539,8 @@ func (l *Listener) catchUp(ctx context.Context) error {
 		if len(rows) < batchSize {
 			return nil
 		}
+		// A long read (a large transaction) must not hold up a logout.
+		l.drain(ctx)
 	}
 }
 
