@@ -89,7 +89,11 @@ func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]Ev
 // (fromSeq, fromID) and at most (toSeq, toID), in delivery order. Only
 // transactions that wrote to the channel are read (pgpush.commits lists
 // their channels).
-func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSeq, fromID, toSeq, toID int64, limit int) ([]EventRow, error) {
+//
+// maxBytes, when positive, bounds the data kept of one call: reading stops
+// after the row that reaches it (one row is always read), so that a page
+// of large rows does not sit in memory while a slow client drains it.
+func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSeq, fromID, toSeq, toID int64, limit, maxBytes int) ([]EventRow, error) {
 	rows, err := q.Query(ctx, `
 		(SELECT c.seq, e.* FROM (SELECT * FROM pgpush.commits WHERE seq = $1 AND seq <= $5) c
 		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = $4 AND e.id > $2 AND (c.seq < $5 OR e.id <= $6)`)+`) e)
@@ -103,12 +107,17 @@ func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSe
 	if err != nil {
 		return nil, fmt.Errorf("read events of %q: %w", channel, err)
 	}
-	return collectEvents(rows)
+	return collectEventsWithin(rows, maxBytes)
 }
 
-func collectEvents(rows pgx.Rows) ([]EventRow, error) {
+func collectEvents(rows pgx.Rows) ([]EventRow, error) { return collectEventsWithin(rows, 0) }
+
+// collectEventsWithin scans rows until maxBytes of data are read (0: all).
+func collectEventsWithin(rows pgx.Rows, maxBytes int) ([]EventRow, error) {
+	defer rows.Close()
 	var out []EventRow
-	for rows.Next() {
+	size := 0
+	for (maxBytes <= 0 || size < maxBytes) && rows.Next() {
 		var r EventRow
 		var data, xid string
 		var old *string
@@ -116,6 +125,7 @@ func collectEvents(rows pgx.Rows) ([]EventRow, error) {
 			return nil, fmt.Errorf("read events: %w", err)
 		}
 		r.Data = []byte(data)
+		size += len(data)
 		if old != nil {
 			r.Old = []byte(*old)
 		}

@@ -31,27 +31,36 @@ func (s PoolStore) PositionOf(ctx context.Context, id int64) (Position, error) {
 	return Position{Seq: seq, ID: id}, nil
 }
 
-// Replay implements EventStore, reading the channel page by page.
+// replayPageBytes bounds the event data one replay holds at a time: a
+// page of 500 rows of 900 KB each, held while a client that stopped
+// reading drains, took hundreds of MB per socket.
+const replayPageBytes = 4 << 20
+
+// Replay implements EventStore, reading the channel page by page, each at
+// most PageSize rows and about replayPageBytes of data.
 func (s PoolStore) Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error {
 	page := s.PageSize
 	if page <= 0 {
 		page = 500
 	}
 	for to.After(from) {
-		rows, err := db.ChannelEventsBetween(ctx, s.DB, channel, from.Seq, from.ID, to.Seq, to.ID, page)
+		rows, err := db.ChannelEventsBetween(ctx, s.DB, channel, from.Seq, from.ID, to.Seq, to.ID, page, replayPageBytes)
 		if err != nil {
 			return err
 		}
-		for _, r := range rows {
-			if err := fn(EventFromRow(r)); err != nil {
+		size := 0
+		for i, r := range rows {
+			size += len(r.Data)
+			from = Position{Seq: r.Seq, ID: r.ID}
+			err := fn(EventFromRow(r))
+			rows[i] = db.EventRow{} // sent: let the queue hold it, not the page
+			if err != nil {
 				return err
 			}
 		}
-		if len(rows) < page {
-			return nil
+		if len(rows) < page && size < replayPageBytes {
+			return nil // the last page, not one cut short by its size
 		}
-		last := rows[len(rows)-1]
-		from = Position{Seq: last.Seq, ID: last.ID}
 	}
 	return nil
 }
