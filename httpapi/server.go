@@ -39,6 +39,10 @@ const maxSocketIOPayload = 64 << 10
 // username}), which the socket keeps for its lifetime.
 const maxSocketIOAuthBytes = 4 << 10
 
+// refusalFlushWait bounds how long a refused Socket.IO client's error is
+// given to be taken before its session ends.
+const refusalFlushWait = 2 * time.Second
+
 // Server holds what the routes need. Every field is required unless noted.
 type Server struct {
 	Pool     *pgxpool.Pool
@@ -590,6 +594,13 @@ func (s *Server) serveSocketIO(sock *socketio.Socket) {
 	if len(sock.Auth()) > maxSocketIOAuthBytes {
 		_ = sock.Emit("error", map[string]string{
 			"message": fmt.Sprintf("auth: at most %d KiB ({user_id, username})", maxSocketIOAuthBytes>>10)})
+		// Let a transport take the error before the session ends: a
+		// client in the middle of its upgrade to WebSocket could otherwise
+		// lose it.
+		select {
+		case <-sock.Drained():
+		case <-time.After(refusalFlushWait):
+		}
 		sock.Close("auth payload too large")
 		return
 	}

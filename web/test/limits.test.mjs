@@ -109,7 +109,10 @@ describe('Socket.IO limits', { timeout: 90_000 }, () => {
     const goneP = next(s, 'disconnect');
     const err = await next(s, 'error');
     assert.match(err.message, /auth/);
-    assert.equal(await goneP, 'io server disconnect');
+    // The server ends the session right after the error was taken: the
+    // client hears DISCONNECT, or, when that raced its upgrade to
+    // WebSocket, the transport closing; either way it is gone.
+    assert.match(await goneP, /^(io server disconnect|transport close)$/);
   });
 
   it('anonymous names: at most 100 characters, never an e-mail address; notifications say who logged in', async () => {
