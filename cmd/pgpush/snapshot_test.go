@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/pgpush/pgpush/db/dbtest"
 	"github.com/pgpush/pgpush/session"
 	"github.com/pgpush/pgpush/triggers"
 )
@@ -239,6 +240,10 @@ func TestSnapshotRefusals(t *testing.T) {
 	cookie := srv.admin(t, password)
 	c := srv.connect(t, cookie)
 	exec(t, pool, `SELECT pgpush.publish('alerts', 'x:y', '{}')`) // a channel with no table
+	// A published channel is known once the sequencer has numbered it.
+	dbtest.Eventually(t, waitTimeout, func() bool {
+		return countRows(t, pool, `SELECT count(*) FROM pgpush.channels WHERE channel = 'alerts'`) == 1
+	})
 
 	for _, tt := range []struct {
 		sub  map[string]any

@@ -87,6 +87,8 @@ describe('liveRows with a real server', { timeout: 60_000 }, () => {
 
   it('rejects a channel with no table behind it', async () => {
     await psql(`SELECT pgpush.publish('alerts', 'x:y', '{}')`);
+    // A published channel is known once the sequencer has numbered it.
+    await waitFor('alerts to be known', async () => (await psql(`SELECT count(*) FROM pgpush.channels WHERE channel = 'alerts'`)) === '1');
     await assert.rejects(client.liveRows('alerts', {}, () => {}), /no table behind it/);
   });
 });
