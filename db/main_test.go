@@ -154,25 +154,7 @@ func exec(t *testing.T, ctx context.Context, q db.Querier, sql string, args ...a
 	return tag.RowsAffected()
 }
 
-// age makes events look older than they are: retention is measured from
-// created_at, which the tests cannot wait out.
-func ageEvents(t *testing.T, ctx context.Context, q db.Querier, by time.Duration, ids ...int64) {
-	t.Helper()
-	if n := exec(t, ctx, q, `UPDATE pgpush.events SET created_at = created_at - $1::interval WHERE id = ANY($2)`, by, ids); n != int64(len(ids)) {
-		t.Fatalf("aged %d events, want %d", n, len(ids))
-	}
-}
-
-// ageCommitOf makes the commit of event id look older than it is.
-func ageCommitOf(t *testing.T, ctx context.Context, q db.Querier, by time.Duration, id int64) {
-	t.Helper()
-	if n := exec(t, ctx, q, `
-		UPDATE pgpush.commits c SET committed_at = committed_at - $1::interval
-		FROM pgpush.events e WHERE e.xid = c.xid AND e.id = $2`, by, id); n != 1 {
-		t.Fatalf("aged %d commits of event %d, want 1", n, id)
-	}
-}
-
+// count runs a query that returns one number.
 func count(t *testing.T, ctx context.Context, q db.Querier, sql string, args ...any) int64 {
 	t.Helper()
 	var n int64

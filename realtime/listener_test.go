@@ -67,7 +67,6 @@ func (c *collector) waitFor(t *testing.T, what string, cond func([]*Event) bool)
 
 type listenerBundle struct {
 	pool      *pgxpool.Pool
-	url       string
 	listener  *Listener
 	collected *collector
 	start     Position // what StartFunc received

@@ -82,24 +82,15 @@ func SnapshotQuery(ctx context.Context, q db.Querier, channel string, eqs []Equa
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot of %q: columns: %w", channel, err)
 	}
-	type column struct {
-		name, typ string
-		pk        bool
-		pkPos     int16
-	}
-	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (column, error) {
-		var c column
+	cols, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (snapshotColumn, error) {
+		var c snapshotColumn
 		err := r.Scan(&c.name, &c.typ, &c.pk, &c.pkPos)
 		return c, err
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot of %q: columns: %w", channel, err)
 	}
-	var snapCols []snapshotColumn
-	for _, c := range cols {
-		snapCols = append(snapCols, snapshotColumn{c.name, c.typ, c.pk, c.pkPos})
-	}
-	return buildSnapshotSQL(table, t.w, snapCols, eqs)
+	return buildSnapshotSQL(table, t.w, cols, eqs)
 }
 
 // snapshotColumn is a column of a watched table as the catalog has it.

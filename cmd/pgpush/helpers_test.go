@@ -24,17 +24,11 @@ import (
 // waitTimeout bounds every wait for something that must happen.
 const waitTimeout = 10 * time.Second
 
-// quietWindow is how long a "nothing arrives" check waits when it cannot
-// use a marker event: long enough for a local round trip many times over.
-const quietWindow = 300 * time.Millisecond
-
 type testServer struct {
-	base     string // http://127.0.0.1:port
-	dbURL    string
-	pool     *pgxpool.Pool
-	password string // the demo admin's
-	cancel   context.CancelFunc
-	done     chan error
+	base   string // http://127.0.0.1:port
+	dbURL  string
+	cancel context.CancelFunc
+	done   chan error
 }
 
 // newShop makes a fresh database with the demo shop and its admin.
