@@ -198,6 +198,11 @@ func subscribedFrame(channel string, upTo Position) []byte {
 }
 
 func connectedFrame(p *session.Principal) []byte {
+	return greetingFrame(p, "WebSocket connection established")
+}
+
+// greetingFrame is the first frame of every socket or stream: who it is.
+func greetingFrame(p *session.Principal, message string) []byte {
 	var userID any
 	if !p.Anonymous() {
 		userID = p.UserID
@@ -206,7 +211,7 @@ func connectedFrame(p *session.Principal) []byte {
 		Type    string `json:"type"`
 		Message string `json:"message"`
 		UserID  any    `json:"userId"`
-	}{"connected", "WebSocket connection established", userID})
+	}{"connected", message, userID})
 	return b
 }
 

@@ -55,7 +55,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, p *session.Princi
 	}
 	c := h.newClient(p, t, wireSSE)
 	t.c = c
-	h.serve(context.WithoutCancel(r.Context()), c, connectedFrame(p), "event stream opened")
+	h.serve(context.WithoutCancel(r.Context()), c, greetingFrame(p, "event stream established"), "event stream opened")
 }
 
 // sseTransport is one text/event-stream response. The handler's goroutine
