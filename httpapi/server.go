@@ -39,10 +39,6 @@ const maxSocketIOPayload = 64 << 10
 // username}), which the socket keeps for its lifetime.
 const maxSocketIOAuthBytes = 4 << 10
 
-// refusalFlushWait bounds how long a refused Socket.IO client's error is
-// given to be taken before its session ends.
-const refusalFlushWait = 2 * time.Second
-
 // Server holds what the routes need. Every field is required unless noted.
 type Server struct {
 	Pool     *pgxpool.Pool
@@ -162,6 +158,14 @@ func (s *Server) Handler() http.Handler {
 		CheckRequest: func(r *http.Request) error {
 			if !s.originAllowed(r) {
 				return errors.New("origin not allowed")
+			}
+			return nil
+		},
+		// The auth payload ({user_id, username}) is kept for the socket's
+		// life: refused at CONNECT beyond a few KiB.
+		CheckAuth: func(auth json.RawMessage) error {
+			if len(auth) > maxSocketIOAuthBytes {
+				return fmt.Errorf("auth: at most %d KiB ({user_id, username})", maxSocketIOAuthBytes>>10)
 			}
 			return nil
 		},
@@ -591,19 +595,6 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 // cookie, else anonymous when allowed, named by its auth payload) and
 // hands it to the hub.
 func (s *Server) serveSocketIO(sock *socketio.Socket) {
-	if len(sock.Auth()) > maxSocketIOAuthBytes {
-		_ = sock.Emit("error", map[string]string{
-			"message": fmt.Sprintf("auth: at most %d KiB ({user_id, username})", maxSocketIOAuthBytes>>10)})
-		// Let a transport take the error before the session ends: a
-		// client in the middle of its upgrade to WebSocket could otherwise
-		// lose it.
-		select {
-		case <-sock.Drained():
-		case <-time.After(refusalFlushWait):
-		}
-		sock.Close("auth payload too large")
-		return
-	}
 	p, err := s.principal(sock.Request())
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {

@@ -792,7 +792,7 @@ func TestSocketIOLimits(t *testing.T) {
 		t.Errorf("POST of 64 KiB + 1: %d, want 413", status)
 	}
 
-	// An auth payload over 4 KiB is refused with an error event.
+	// An auth payload over 4 KiB is refused at CONNECT (CONNECT_ERROR).
 	dbtest.Eventually(t, waitTimeout, func() bool { // b's slot is freed by the 413
 		b, _ = srv.sioHandshake(t)
 		return b != nil
@@ -800,7 +800,7 @@ func TestSocketIOLimits(t *testing.T) {
 	if status := b.post(`40{"username":"` + strings.Repeat("u", 5<<10) + `"}`); status != http.StatusOK {
 		t.Fatalf("CONNECT with a 5 KiB auth: %d", status)
 	}
-	if got := b.until(`42["error"`); !strings.Contains(got, "auth") {
-		t.Errorf("CONNECT with a 5 KiB auth got %q, want an error about the auth payload", got)
+	if got := b.until(`44{`); !strings.Contains(got, "auth: at most 4 KiB") {
+		t.Errorf("CONNECT with a 5 KiB auth got %q, want a CONNECT_ERROR about the auth payload", got)
 	}
 }

@@ -77,6 +77,13 @@ type Server struct {
 	// host than the request's is refused, as a browser page of another site
 	// could otherwise open a socket with the user's cookies.
 	CheckRequest func(r *http.Request) error
+	// CheckAuth vets the auth payload of a Socket.IO CONNECT. A non-nil
+	// error refuses the connection with a CONNECT_ERROR packet (the
+	// client's connect_error event, with the error text as its message),
+	// the Socket.IO way to refuse: it travels as the answer to CONNECT, so
+	// it reaches the client whatever its transport is doing. The session
+	// then ends after the connect timeout unless the client leaves first.
+	CheckAuth func(auth json.RawMessage) error
 	// OnConnect is called, in its own goroutine, for each client that
 	// completed a Socket.IO CONNECT to "/"; it must return when s.Done() is
 	// closed. The connection's lifetime is the function's lifetime: when it

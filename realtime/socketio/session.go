@@ -3,6 +3,7 @@ package socketio
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -547,6 +548,15 @@ func (s *session) connect(p packet) error {
 		s.mu.Unlock()
 		return nil
 	default:
+	}
+	if check := s.srv.CheckAuth; check != nil {
+		if err := check(p.Data); err != nil {
+			s.mu.Unlock()
+			msg, _ := json.Marshal(map[string]string{"message": err.Error()})
+			s.queue.pushControl(encodeMessage(packetConnectError, -1, msg))
+			s.log.Debug("connect refused", "err", err)
+			return nil
+		}
 	}
 	sock := &Socket{
 		id:     rand.Text(),
