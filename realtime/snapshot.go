@@ -156,7 +156,19 @@ func (c *Client) sendSnapshotRows(ctx context.Context, s *subscription, pred *fi
 	flush := func(more bool) error {
 		frame := c.wire.control(snapshotFrame(s.channel, rows, more))
 		rows, size = rows[:0], 0
-		for !c.t.pushBelow(frame) {
+		for {
+			// Under s.mu, which endSubscription holds while it ends s and
+			// says so: no row can follow "unsubscribed" after a revoke.
+			s.mu.Lock()
+			if s.ended {
+				s.mu.Unlock()
+				return errSubscriptionEnded
+			}
+			pushed := c.t.pushBelow(frame)
+			s.mu.Unlock()
+			if pushed {
+				return nil
+			}
 			select {
 			case <-c.t.drained():
 			case <-s.endedCh:
@@ -167,7 +179,6 @@ func (c *Client) sendSnapshotRows(ctx context.Context, s *subscription, pred *fi
 				return ctx.Err()
 			}
 		}
-		return nil
 	}
 	err := scan(func(row json.RawMessage) error {
 		if !pred.Match(filter.Decode(row)) {
