@@ -181,6 +181,22 @@ func (e *Event) before() (*filter.Fields, *Event) {
 	return e.beforeFields, e.left
 }
 
+// rowChange reports whether e is a captured row change (or the left it
+// means): what a snapshot's rows already reflect when its transaction is
+// visible to the snapshot. Custom events are named freely; one named like
+// a row change on a watched table's channel counts as one.
+func (e *Event) rowChange() bool {
+	_, action, ok := strings.Cut(e.Name, ":")
+	if !ok || e.Origin != "" {
+		return false
+	}
+	switch action {
+	case "created", "updated", "deleted", "truncated", "left":
+		return true
+	}
+	return false
+}
+
 // truncates reports whether e says a watched table was emptied: every
 // subscriber of the channel gets it, whatever its filter or --match. Only
 // an event with no data passes, so a custom event named like one can

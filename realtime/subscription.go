@@ -110,7 +110,9 @@ func (s *subscription) skips(ev *Event) bool {
 	if _, skip := s.skipIDs[ev.Pos.ID]; skip || !ev.Pos.After(s.after) {
 		return true
 	}
-	return s.reflected != nil && s.reflected.visible(ev.Xid)
+	// Only row changes are in a snapshot's rows: a custom event published
+	// on the channel in a transaction the snapshot saw is still news.
+	return s.reflected != nil && ev.rowChange() && s.reflected.visible(ev.Xid)
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.

@@ -35,6 +35,9 @@ type transport interface {
 	finish()
 }
 
+// sessionCheckWait bounds the check of a new socket's session.
+const sessionCheckWait = 10 * time.Second
+
 // wireForm selects how frames are encoded for a transport.
 type wireForm uint8
 
@@ -61,7 +64,6 @@ func (w wireForm) control(frame []byte) []byte {
 // broadcast can reach it), reads on the calling goroutine, and cleans up
 // before returning.
 func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened string) {
-	c.refreshAccess(ctx)
 	c.send(greeting)
 	if !h.register(c) {
 		c.closeWith(CloseGoingAway, "server shutting down")
@@ -69,15 +71,22 @@ func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened stri
 		return
 	}
 	defer h.unregister(c)
+	// After register, so that a grant reload from now on reaches c too.
+	c.refreshAccess(ctx)
 	// The check queries the database: on a goroutine of its own, so that
 	// the socket's reader, which lives as long as the socket, keeps the
-	// small stack reading needs rather than one grown by a query.
+	// small stack reading needs rather than one grown by a query. It ends
+	// with the socket at the latest.
+	checkCtx, cancelCheck := context.WithTimeout(ctx, sessionCheckWait)
 	checked := make(chan struct{})
 	go func() {
 		defer close(checked)
-		h.confirmSession(ctx, c)
+		h.confirmSession(checkCtx, c)
 	}()
-	defer func() { <-checked }()
+	defer func() {
+		cancelCheck()
+		<-checked
+	}()
 	h.stats.SocketsOpened.Add(1)
 	c.log.Info(opened, "role", c.principal.Role, "anonymous", c.principal.Anonymous())
 

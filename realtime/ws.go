@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -51,6 +52,11 @@ type wsTransport struct {
 	mu        sync.Mutex
 	writing   bool // a writer goroutine is running (or the close is sent)
 	closeSent chan struct{}
+
+	// noCloseFrame: gorilla already sent one (a frame over the limit, a
+	// protocol error), or a write failed partway through a frame; the
+	// writer then only half-closes. Set before closeWith.
+	noCloseFrame atomic.Bool
 }
 
 func (t *wsTransport) push(frame []byte) bool { return t.queue.push(frame) }
@@ -114,6 +120,9 @@ func (t *wsTransport) write() {
 		_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
 		bufs := net.Buffers(batch)
 		if _, err := bufs.WriteTo(t.raw); err != nil {
+			// The stream may end inside a frame: a close frame after it
+			// would be read as payload.
+			t.noCloseFrame.Store(true)
 			c.closeWith(CloseGoingAway, "write failed")
 		}
 		clear(batch)
@@ -125,15 +134,18 @@ func (t *wsTransport) write() {
 func (t *wsTransport) writeClose() {
 	defer close(t.closeSent)
 	c := t.c
-	_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-	if _, err := t.raw.Write(wsCloseFrame(c.closeCode, c.closeReason)); err != nil {
-		return
+	// Wakes readLoop if it is blocked, and bounds finish's drain, whatever
+	// happens to the close frame: from here on the socket only drains.
+	defer func() { _ = t.raw.SetReadDeadline(time.Now().Add(closeDrainWait)) }()
+	if !t.noCloseFrame.Load() {
+		_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+		if _, err := t.raw.Write(wsCloseFrame(c.closeCode, c.closeReason)); err != nil {
+			return
+		}
 	}
 	if hc, ok := t.raw.(interface{ CloseWrite() error }); ok {
 		_ = hc.CloseWrite()
 	}
-	// Wakes readLoop if it is blocked: from here on it only drains.
-	_ = t.raw.SetReadDeadline(time.Now().Add(closeDrainWait))
 }
 
 func (t *wsTransport) finish() {
@@ -148,12 +160,26 @@ func (t *wsTransport) finish() {
 func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 	conn := t.conn
 	conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
-	extend := func() { _ = conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait)) }
+	// extend moves the read deadline on while the socket is open; once it
+	// is closing, the close's drain deadline stands.
+	extend := func() {
+		if !c.isClosing() {
+			_ = conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait))
+			if c.isClosing() { // closed meanwhile: put the drain deadline back
+				_ = conn.SetReadDeadline(time.Now().Add(closeDrainWait))
+			}
+		}
+	}
 	extend()
 	conn.SetPongHandler(func(string) error {
-		if !c.isClosing() {
-			extend()
-		}
+		extend()
+		return nil
+	})
+	// Pongs go through the writer like every other frame: gorilla's own
+	// reply would write beside it, with a deadline of its own.
+	conn.SetPingHandler(func(data string) error {
+		t.queue.pushControl(appendWSFrame(nil, websocket.PongMessage, []byte(data)))
+		t.flush()
 		return nil
 	})
 	// gorilla's default answers a close frame itself; the writer answers
@@ -165,13 +191,18 @@ func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 		kind, frame, err := conn.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
+			var ne net.Error
 			switch {
 			case errors.Is(err, websocket.ErrReadLimit):
+				t.noCloseFrame.Store(true) // gorilla sent 1009 itself
 				c.closeWith(CloseMessageTooBig, "frame too large")
 			case errors.As(err, &ce):
 				c.closeWith(ce.Code, "closed by client")
-			default:
+			case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
 				c.closeWith(CloseGoingAway, "read failed")
+			default: // a protocol error: gorilla sent 1002 itself
+				t.noCloseFrame.Store(true)
+				c.closeWith(CloseGoingAway, "protocol error")
 			}
 			return
 		}

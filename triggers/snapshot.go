@@ -62,9 +62,10 @@ func SnapshotQuery(ctx context.Context, q db.Querier, channel string, eqs []Equa
 	}
 	t := tables[0]
 	var table string
+	var partitioned bool
 	err = q.QueryRow(ctx, `
-		SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
-		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, t.oid).Scan(&table)
+		SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname), c.relkind = 'p'
+		FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1`, t.oid).Scan(&table, &partitioned)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return "", nil, ErrNoTable // dropped since it was watched
 	}
@@ -90,6 +91,12 @@ func SnapshotQuery(ctx context.Context, q db.Querier, channel string, eqs []Equa
 	if err != nil {
 		return "", nil, fmt.Errorf("snapshot of %q: columns: %w", channel, err)
 	}
+	if !partitioned {
+		// A table's own rows: an inheritance child is watched on its own.
+		// A partitioned table holds none itself: its partitions' rows are
+		// its rows.
+		table = "ONLY " + table
+	}
 	return buildSnapshotSQL(table, t.w, cols, eqs)
 }
 
@@ -101,8 +108,8 @@ type snapshotColumn struct {
 }
 
 // buildSnapshotSQL is SnapshotQuery's pure part: from the quoted table
-// name, the watch configuration and the table's columns, the statement and
-// its parameters.
+// (with ONLY where its children are not its rows), the watch configuration
+// and the table's columns, the statement and its parameters.
 func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []Equal) (string, []any, error) {
 	visible := func(name string) bool {
 		return !slices.Contains(w.Exclude, name) && (len(w.Only) == 0 || slices.Contains(w.Only, name))
@@ -128,20 +135,16 @@ func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []E
 		return fmt.Sprintf("$%d", len(args))
 	}
 
-	// The row as capture() builds it: --only keeps the listed columns (a
-	// column added later stays private), --exclude drops its columns.
-	var row string
-	if len(w.Only) > 0 {
-		var pairs []string
-		for _, c := range columns {
-			if visible(c.name) {
-				pairs = append(pairs, param(c.name)+"::text, t."+ident(c.name))
-			}
+	// The row as capture() builds it: the whole row less the private
+	// columns (--exclude, and with --only every column not listed, so a
+	// column added later stays private).
+	var private []string
+	for _, c := range columns {
+		if !visible(c.name) {
+			private = append(private, c.name)
 		}
-		row = "jsonb_build_object(" + strings.Join(pairs, ", ") + ")"
-	} else {
-		row = "to_jsonb(t) - " + param(w.Exclude) + "::text[]"
 	}
+	row := "to_jsonb(t) - " + param(private) + "::text[]"
 	var tz, naive []string
 	for _, c := range columns {
 		if !visible(c.name) || !slices.Contains(w.Columns, c.name) {
@@ -174,7 +177,7 @@ func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []E
 	for _, k := range pk {
 		order = append(order, "t."+ident(k.name))
 	}
-	stmt := "SELECT (" + row + ")::text FROM ONLY " + table + " t"
+	stmt := "SELECT (" + row + ")::text FROM " + table + " t"
 	if len(where) > 0 {
 		stmt += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -201,18 +204,26 @@ func pushable(typ string, e Equal) (string, []string) {
 			}
 		}
 		return typ, out
-	case "numeric", "float4", "float8":
+	case "float4", "float8":
 		var out []string
 		for _, n := range e.Numbers {
 			bits := 64
 			if typ == "float4" {
 				bits = 32
 			}
-			// Out of range for the type (or for numeric's exponent) would
-			// fail the cast; such a value cannot be in the column anyway.
+			// Out of range for the type would fail the cast; such a value
+			// cannot be in the column anyway.
 			f, err := strconv.ParseFloat(n, bits)
 			underflow := f == 0 && strings.Trim(n, "-0.") != ""
-			if err == nil && !underflow && math.Abs(f) < 1e300 {
+			if err == nil && !underflow && !math.IsInf(f, 0) {
+				out = append(out, n)
+			}
+		}
+		return typ, out
+	case "numeric":
+		var out []string
+		for _, n := range e.Numbers {
+			if numericHolds(n) {
 				out = append(out, n)
 			}
 		}
@@ -229,4 +240,21 @@ func pushable(typ string, e Equal) (string, []string) {
 		return "uuid", out
 	}
 	return "", nil
+}
+
+// numericHolds reports whether numeric accepts the canonical number n:
+// its exponent (decimal point position) must be within numeric's range,
+// 131072 digits before the point and 16383 after.
+func numericHolds(n string) bool {
+	mantissa, exp, hasExp := strings.Cut(strings.TrimPrefix(n, "-"), "e")
+	e := 0
+	if hasExp {
+		v, err := strconv.Atoi(exp)
+		if err != nil {
+			return false
+		}
+		e = v
+	}
+	whole, frac, _ := strings.Cut(mantissa, ".")
+	return len(whole)+e <= 131072 && len(frac)-e <= 16383
 }

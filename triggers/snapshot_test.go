@@ -3,6 +3,7 @@ package triggers
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
@@ -105,5 +106,44 @@ func TestSnapshotQueryRefusals(t *testing.T) {
 	_, _, err := SnapshotQuery(tb.ctx, tb.pool, "log_changes", nil)
 	if err != nil && strings.Contains(err.Error(), "line") {
 		t.Errorf("error names a column: %v", err)
+	}
+}
+
+// TestSnapshotPartitionedAndWide: a partitioned table's rows are those of
+// its partitions, and --only of many columns works (jsonb_build_object
+// takes at most 100 arguments; the row is built by removing instead).
+func TestSnapshotPartitionedAndWide(t *testing.T) {
+	t.Parallel()
+	var cols, only []string
+	for i := range 60 {
+		cols = append(cols, fmt.Sprintf("c%d int DEFAULT %d", i, i))
+		if i < 55 {
+			only = append(only, fmt.Sprintf("c%d", i))
+		}
+	}
+	tb := setup(t,
+		`CREATE TABLE parts (id int, region text, PRIMARY KEY (id, region)) PARTITION BY LIST (region)`,
+		`CREATE TABLE parts_eu PARTITION OF parts FOR VALUES IN ('eu')`,
+		`CREATE TABLE parts_us PARTITION OF parts FOR VALUES IN ('us')`,
+		`CREATE TABLE wide (id int PRIMARY KEY, `+strings.Join(cols, ", ")+`)`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO parts VALUES (1, 'eu'), (2, 'us')`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO wide (id) VALUES (1)`)
+	mustWatch(t, tb, Config{Table: "parts"})
+	mustWatch(t, tb, Config{Table: "wide", Only: append([]string{"id"}, only...)})
+	if got := snapshotRows(t, tb, "part_changes", nil); len(got) != 2 {
+		t.Errorf("partitioned table: %d rows, want 2: %v", len(got), got)
+	}
+	rows := snapshotRows(t, tb, "wide_changes", nil)
+	if len(rows) != 1 || len(rows[0]) != 56 || rows[0]["c54"] != 54.0 || rows[0]["c55"] != nil {
+		t.Errorf("wide row with 56 columns of 61 sent: %v", rows)
+	}
+}
+
+func TestNumericHolds(t *testing.T) {
+	t.Parallel()
+	for n, want := range map[string]bool{"45": true, "-4.5": true, "1e300": true, "1e131071": true, "1e131072": false, "1e-16383": true, "1e-16384": false} {
+		if got := numericHolds(n); got != want {
+			t.Errorf("numericHolds(%s) = %t, want %t", n, got, want)
+		}
 	}
 }

@@ -225,11 +225,16 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 func (s *server) shutdown(ctx context.Context, srv *http.Server) {
 	ctx, done := context.WithTimeout(ctx, s.cfg.ShutdownWait)
 	defer done()
+	// Sockets and event streams are closed (1001) alongside the HTTP
+	// server's shutdown, not after it: an open event stream is a request
+	// that Shutdown would otherwise wait for until the deadline.
+	hubDone := make(chan error, 1)
+	go func() { hubDone <- s.hub.Shutdown(ctx) }()
 	if err := s.api.Shutdown(ctx); err != nil {
 		s.log.Warn("socket.io sessions still open at shutdown deadline", "err", err)
 	}
 	err := srv.Shutdown(ctx)
-	if herr := s.hub.Shutdown(ctx); herr != nil {
+	if herr := <-hubDone; herr != nil {
 		s.log.Warn("sockets still open at shutdown deadline", "err", herr)
 	}
 	if err != nil {
