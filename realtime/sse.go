@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/pgpush/pgpush/session"
@@ -50,95 +49,40 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, p *session.Princi
 		rc:      rc,
 		request: r.Context(),
 		stream:  st,
-		queue:   newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages),
-		done:    make(chan struct{}),
+		pumped:  pumped{queue: newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages), keepAlive: sseKeepAliveLine},
 	}
 	c := h.newClient(p, t, wireSSE)
 	t.c = c
+	// Nothing to send at the close: the stream just ends.
+	t.pump = newPump(t.queue, c.closingCh, t.writeBatch, func() {})
 	h.serve(context.WithoutCancel(r.Context()), c, greetingFrame(p, "event stream established"), "event stream opened")
 }
 
 // sseTransport is one text/event-stream response. The handler's goroutine
-// waits in readLoop (an SSE client sends nothing after its request); a
-// writer runs only while there is something to write, as for /ws.
+// waits in readLoop (an SSE client sends nothing after its request); its
+// pump writes, as for /ws.
 type sseTransport struct {
 	c       *Client
 	w       http.ResponseWriter
 	rc      *http.ResponseController
 	request context.Context // ends when the client goes away
 	stream  Stream
-	queue   *sendQueue
-
-	mu      sync.Mutex
-	writing bool
-	stopped bool          // no writer may start: the response is over
-	done    chan struct{} // closed when the last writer has returned after stop
+	pumped
 }
-
-func (t *sseTransport) push(frame []byte) bool { return t.queue.push(frame) }
-
-func (t *sseTransport) pushBelow(frame []byte) bool {
-	if !t.queue.pushBelow(frame) {
-		return false
-	}
-	t.flush()
-	return true
-}
-
-func (t *sseTransport) drained() <-chan struct{} { return t.queue.room }
 
 var sseKeepAliveLine = []byte(": keep-alive\n\n")
 
-func (t *sseTransport) ping() {
-	t.queue.pushControl(sseKeepAliveLine)
-	t.flush()
-}
-
-func (t *sseTransport) closing() {}
-
-func (t *sseTransport) flush() {
-	t.mu.Lock()
-	if t.writing || t.stopped {
-		t.mu.Unlock()
-		return
-	}
-	t.writing = true
-	t.mu.Unlock()
-	go t.write()
-}
-
-func (t *sseTransport) write() {
+func (t *sseTransport) writeBatch(batch [][]byte) {
 	c := t.c
-	var batch [][]byte
-	for {
-		if !c.isClosing() {
-			batch = t.queue.drain(batch[:0])
-		}
-		if len(batch) == 0 {
-			t.mu.Lock()
-			if t.queue.len() == 0 || c.isClosing() {
-				t.writing = false
-				if t.stopped {
-					close(t.done)
-				}
-				t.mu.Unlock()
-				return
-			}
-			t.mu.Unlock()
-			continue
-		}
-		_ = t.rc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-		for _, b := range batch {
-			if _, err := t.w.Write(b); err != nil {
-				c.closeWith(CloseGoingAway, "write failed")
-				break
-			}
-		}
-		if t.rc.Flush() != nil {
+	_ = t.rc.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
+	for _, b := range batch {
+		if _, err := t.w.Write(b); err != nil {
 			c.closeWith(CloseGoingAway, "write failed")
+			return
 		}
-		clear(batch)
-		batch = batch[:0]
+	}
+	if t.rc.Flush() != nil {
+		c.closeWith(CloseGoingAway, "write failed")
 	}
 }
 
@@ -158,17 +102,9 @@ func (t *sseTransport) readLoop(ctx context.Context, c *Client) {
 	}
 }
 
-// finish stops writers and waits for the last one: the response must not
-// be written after the handler returns.
-func (t *sseTransport) finish() {
-	t.mu.Lock()
-	t.stopped = true
-	if !t.writing {
-		close(t.done)
-	}
-	t.mu.Unlock()
-	<-t.done
-}
+// finish waits for the pump to have seen the close: the response must
+// not be written after the handler returns.
+func (t *sseTransport) finish() { <-t.pump.done }
 
 // sseEvent encodes one SSE event. data is one line of JSON (encoding/json
 // never writes a raw newline), so it needs a single data: field.

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,32 +25,28 @@ const closeDrainWait = 2 * time.Second
 // without compression: the writer frames messages itself.
 func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal) {
 	t := &wsTransport{
-		conn:      conn,
-		raw:       conn.NetConn(),
-		queue:     newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages),
-		closeSent: make(chan struct{}),
+		conn:   conn,
+		raw:    conn.NetConn(),
+		pumped: pumped{queue: newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages), keepAlive: wsPingFrame},
 	}
 	c := h.newClient(p, t, wireWS)
 	t.c = c
+	t.pump = newPump(t.queue, c.closingCh, t.writeBatch, t.writeClose)
 	h.serve(ctx, c, connectedFrame(p), "socket opened")
 }
 
 // wsTransport is a /ws connection. Frames are queued already framed (the
-// event's bytes are shared by every socket) and written by a writer
-// goroutine that runs only while there is something to write, so an idle
-// socket costs one blocked reader and no writer. Writes go straight to the
-// network connection, one writev per drained batch; gorilla's own control
-// frames (pong replies) go to the same connection, and the kernel socket's
-// write lock keeps each Write whole, so frames never interleave.
+// event's bytes are shared by every socket) and written by its pump, so an
+// idle socket costs one blocked reader and no writer. Writes go straight to
+// the network connection, one writev per drained batch. Pongs go through the
+// pump too; the only frame gorilla writes itself is the close after a frame
+// over the limit or a protocol error, and the kernel socket's write lock
+// keeps each Write whole, so frames never interleave.
 type wsTransport struct {
-	c     *Client
-	conn  *websocket.Conn // only readLoop reads from it
-	raw   net.Conn
-	queue *sendQueue
-
-	mu        sync.Mutex
-	writing   bool // a writer goroutine is running (or the close is sent)
-	closeSent chan struct{}
+	c    *Client
+	conn *websocket.Conn // only readLoop reads from it
+	raw  net.Conn
+	pumped
 
 	// noCloseFrame: gorilla already sent one (a frame over the limit, a
 	// protocol error), or a write failed partway through a frame; the
@@ -59,80 +54,23 @@ type wsTransport struct {
 	noCloseFrame atomic.Bool
 }
 
-func (t *wsTransport) push(frame []byte) bool { return t.queue.push(frame) }
-
-func (t *wsTransport) pushBelow(frame []byte) bool {
-	if !t.queue.pushBelow(frame) {
-		return false
-	}
-	t.flush()
-	return true
-}
-
-func (t *wsTransport) drained() <-chan struct{} { return t.queue.room }
-
 var wsPingFrame = []byte{0x80 | websocket.PingMessage, 0}
 
-func (t *wsTransport) ping() {
-	t.queue.pushControl(wsPingFrame)
-	t.flush()
-}
-
-func (t *wsTransport) closing() { t.flush() }
-
-// flush starts the writer unless one is running. The writer re-checks the
-// queue and the close under mu before it stops, and flush takes mu after
-// the push it follows: a push is never left unwritten.
-func (t *wsTransport) flush() {
-	t.mu.Lock()
-	if t.writing {
-		t.mu.Unlock()
-		return
-	}
-	t.writing = true
-	t.mu.Unlock()
-	go t.write()
-}
-
-func (t *wsTransport) write() {
-	c := t.c
-	var batch [][]byte
-	for {
-		select {
-		case <-c.closingCh:
-			// A close requested meanwhile wins over queued frames: a slow
-			// client must not get its backlog first.
-			t.writeClose()
-			return // writing stays true: no writer after the close
-		default:
-		}
-		batch = t.queue.drain(batch[:0])
-		if len(batch) == 0 {
-			t.mu.Lock()
-			if t.queue.len() == 0 && !c.isClosing() {
-				t.writing = false
-				t.mu.Unlock()
-				return
-			}
-			t.mu.Unlock()
-			continue
-		}
-		_ = t.raw.SetWriteDeadline(time.Now().Add(c.hub.opts.WriteWait))
-		bufs := net.Buffers(batch)
-		if _, err := bufs.WriteTo(t.raw); err != nil {
-			// The stream may end inside a frame: a close frame after it
-			// would be read as payload.
-			t.noCloseFrame.Store(true)
-			c.closeWith(CloseGoingAway, "write failed")
-		}
-		clear(batch)
+// writeBatch sends a drained batch with one writev and one deadline.
+func (t *wsTransport) writeBatch(batch [][]byte) {
+	_ = t.raw.SetWriteDeadline(time.Now().Add(t.c.hub.opts.WriteWait))
+	bufs := net.Buffers(batch)
+	if _, err := bufs.WriteTo(t.raw); err != nil {
+		// The stream may end inside a frame: a close frame after it
+		// would be read as payload.
+		t.noCloseFrame.Store(true)
+		t.c.closeWith(CloseGoingAway, "write failed")
 	}
 }
 
 // writeClose sends the close frame and half-closes, so the peer sees the
 // close code and then the end of the stream.
 func (t *wsTransport) writeClose() {
-	defer close(t.closeSent)
 	c := t.c
 	// Wakes readLoop if it is blocked, and bounds finish's drain, whatever
 	// happens to the close frame: from here on the socket only drains.
@@ -149,7 +87,7 @@ func (t *wsTransport) writeClose() {
 }
 
 func (t *wsTransport) finish() {
-	<-t.closeSent
+	<-t.pump.done
 	// Drain what the peer still sends until it closes or the deadline set
 	// by writeClose passes; gorilla may have stopped reading after an error
 	// (a frame over the limit), so read the raw connection.
@@ -179,7 +117,7 @@ func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 	// reply would write beside it, with a deadline of its own.
 	conn.SetPingHandler(func(data string) error {
 		t.queue.pushControl(appendWSFrame(nil, websocket.PongMessage, []byte(data)))
-		t.flush()
+		t.pump.kick()
 		return nil
 	})
 	// gorilla's default answers a close frame itself; the writer answers
