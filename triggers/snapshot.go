@@ -111,9 +111,6 @@ type snapshotColumn struct {
 // (with ONLY where its children are not its rows), the watch configuration
 // and the table's columns, the statement and its parameters.
 func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []Equal) (string, []any, error) {
-	visible := func(name string) bool {
-		return !slices.Contains(w.Exclude, name) && (len(w.Only) == 0 || slices.Contains(w.Only, name))
-	}
 	var pk []snapshotColumn
 	for _, c := range columns {
 		if c.pk {
@@ -140,14 +137,14 @@ func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []E
 	// column added later stays private).
 	var private []string
 	for _, c := range columns {
-		if !visible(c.name) {
+		if w.private(c.name) {
 			private = append(private, c.name)
 		}
 	}
 	row := "to_jsonb(t) - " + param(private) + "::text[]"
 	var tz, naive []string
 	for _, c := range columns {
-		if !visible(c.name) || !slices.Contains(w.Columns, c.name) {
+		if w.private(c.name) || !slices.Contains(w.Columns, c.name) {
 			continue // capture formats the columns known when it was watched
 		}
 		switch c.typ {
@@ -164,7 +161,7 @@ func buildSnapshotSQL(table string, w Watched, columns []snapshotColumn, eqs []E
 	var where []string
 	for _, e := range eqs {
 		i := slices.IndexFunc(columns, func(c snapshotColumn) bool { return c.name == e.Column })
-		if i < 0 || !visible(e.Column) {
+		if i < 0 || w.private(e.Column) {
 			continue // a private column never decides what leaves
 		}
 		cast, values := pushable(columns[i].typ, e)

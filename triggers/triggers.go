@@ -141,7 +141,7 @@ func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 		}
 	}
 	for _, c := range columns {
-		if slices.Contains(w.Exclude, c.Name) || (len(w.Only) > 0 && !slices.Contains(w.Only, c.Name)) {
+		if w.private(c.Name) {
 			continue
 		}
 		w.Columns = append(w.Columns, c.Name)
@@ -172,6 +172,12 @@ func resolve(cfg Config, relname string, columns []Column) (Watched, error) {
 		return Watched{}, errors.New("--on needs --broadcast")
 	}
 	return w, nil
+}
+
+// private reports whether column stays inside the database: --exclude'd,
+// or not among --only's.
+func (w Watched) private(column string) bool {
+	return slices.Contains(w.Exclude, column) || (len(w.Only) > 0 && !slices.Contains(w.Only, column))
 }
 
 func dedupe(list []string) []string {
