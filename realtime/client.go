@@ -272,41 +272,56 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 		return
 	}
 	err = c.hub.store.Replay(ctx, s.channel, from, upTo, func(ev *Event) error {
-		// Checked per event under the subscription's lock, which
-		// endSubscription holds while it ends s and says so: no replayed
-		// event can follow "unsubscribed" after a revoke.
-		for {
-			s.mu.Lock()
-			if s.ended {
-				s.mu.Unlock()
-				return errSubscriptionEnded
+		pushed, err := c.pushPaced(ctx, s, func() []byte {
+			if out := s.judge(ev); out != nil {
+				return out.frame(c.wire, false)
 			}
-			out := s.judge(ev)
-			if out == nil {
-				s.mu.Unlock()
-				return nil
-			}
-			pushed := c.t.pushBelow(out.frame(c.wire, false))
-			s.mu.Unlock()
-			if pushed {
-				c.hub.stats.Delivered.Add(1)
-				return nil
-			}
-			select {
-			case <-c.t.drained():
-			case <-s.endedCh:
-				return errSubscriptionEnded
-			case <-c.closingCh:
-				return errClientClosing
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+			return nil
+		})
+		if pushed {
+			c.hub.stats.Delivered.Add(1)
 		}
+		return err
 	})
 	if err != nil && !errors.Is(err, errClientClosing) && !errors.Is(err, errSubscriptionEnded) {
 		c.log.Error("replay", "channel", s.channel, "err", err)
 		// A partial replay would leave a silent gap: make the client resync.
 		c.send(channelFrame("resync_required", s.channel))
+	}
+}
+
+// pushPaced queues the frame next gives (nil: nothing to send) as soon as
+// the queue is under half its cap, for a replay or a snapshot, which must
+// leave room for live events and wait for a slow reader rather than
+// overflow. It checks s per attempt under s.mu, which endSubscription holds
+// while it ends s and says so: nothing queued here can follow
+// "unsubscribed" after a revoke. It reports whether a frame was queued.
+func (c *Client) pushPaced(ctx context.Context, s *subscription, next func() []byte) (bool, error) {
+	for {
+		s.mu.Lock()
+		if s.ended {
+			s.mu.Unlock()
+			return false, errSubscriptionEnded
+		}
+		frame := next()
+		if frame == nil {
+			s.mu.Unlock()
+			return false, nil
+		}
+		pushed := c.t.pushBelow(frame)
+		s.mu.Unlock()
+		if pushed {
+			return true, nil
+		}
+		select {
+		case <-c.t.drained():
+		case <-s.endedCh:
+			return false, errSubscriptionEnded
+		case <-c.closingCh:
+			return false, errClientClosing
+		case <-ctx.Done():
+			return false, ctx.Err()
+		}
 	}
 }
 

@@ -149,37 +149,17 @@ func (c *Client) snapshotSubscribe(ctx context.Context, channel string, f *filte
 }
 
 // sendSnapshotRows sends the rows pred lets through in snapshot frames,
-// pacing on the client's queue as a replay does.
+// paced on the client's queue as a replay is.
 func (c *Client) sendSnapshotRows(ctx context.Context, s *subscription, pred *filter.Filter, scan func(func(json.RawMessage) error) error) error {
 	var rows []json.RawMessage
 	size := 0
 	flush := func(more bool) error {
 		frame := c.wire.control(snapshotFrame(s.channel, rows, more))
 		rows, size = rows[:0], 0
-		for {
-			// Under s.mu, which endSubscription holds while it ends s and
-			// says so: no row can follow "unsubscribed" after a revoke.
-			s.mu.Lock()
-			if s.ended {
-				s.mu.Unlock()
-				return errSubscriptionEnded
-			}
-			pushed := c.t.pushBelow(frame)
-			s.mu.Unlock()
-			if pushed {
-				return nil
-			}
-			select {
-			case <-c.t.drained():
-			case <-s.endedCh:
-				return errSubscriptionEnded
-			case <-c.closingCh:
-				return errClientClosing
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
+		_, err := c.pushPaced(ctx, s, func() []byte { return frame })
+		return err
 	}
+
 	err := scan(func(row json.RawMessage) error {
 		if !pred.Match(filter.Decode(row)) {
 			return nil
