@@ -128,14 +128,7 @@ func (c *Client) queueWire(frame []byte) bool {
 }
 
 // isClosing reports whether closeWith was called.
-func (c *Client) isClosing() bool {
-	select {
-	case <-c.closingCh:
-		return true
-	default:
-		return false
-	}
-}
+func (c *Client) isClosing() bool { return isClosed(c.closingCh) }
 
 // closeWith asks the transport to send a close frame and end the socket.
 // The first reason wins; it reports whether this call was the first.
