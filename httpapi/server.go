@@ -106,11 +106,13 @@ func (s *Server) Handler() http.Handler {
 	s.loginByEmail = newKeyedLimiter(time.Minute, s.Limits.LoginFailuresPerAccount)
 	s.conns = &connCounter{max: s.Limits.SocketsPerAddress}
 	s.upgrader = websocket.Upgrader{
-		// Client frames are small: a 512-byte read buffer instead of the
-		// HTTP server's 4 KiB one saves 3.5 KiB per idle socket. The pool
-		// lends write buffers only while a frame is written, so an idle
-		// socket holds none.
-		ReadBufferSize:  512,
+		// gorilla only does the handshake (and a refusal's close frame):
+		// the hub reads and writes the connection itself, so the
+		// *websocket.Conn and its buffers are dropped once the socket is
+		// handed over. A zero ReadBufferSize reuses the HTTP server's
+		// reader instead of allocating one more; the pool lends a write
+		// buffer only for the refusal.
+		ReadBufferSize:  0,
 		WriteBufferSize: 0,
 		WriteBufferPool: &sync.Pool{},
 		// No compression: the hub frames messages itself, once per event
@@ -580,15 +582,13 @@ func (s *Server) websocket(w http.ResponseWriter, r *http.Request) {
 		_ = conn.Close()
 		return
 	}
-	// The socket outlives the request: its context must not end with it,
-	// only with the hub's shutdown. It runs on a fresh goroutine so that the
-	// handler's stack, grown by the session lookup, is not kept for the
-	// socket's lifetime.
+	// The socket outlives the request: its context is not the request's,
+	// which would also keep the HTTP server's per-connection values for
+	// the socket's lifetime; the hub's shutdown closes it. It runs on
+	// goroutines of its own, so the handler's stack, grown by the session
+	// lookup, is not kept either.
 	handedOff = true
-	go func() {
-		defer s.conns.release(addr)
-		s.Hub.ServeConn(context.WithoutCancel(r.Context()), conn, p)
-	}()
+	s.Hub.ServeConn(context.Background(), conn, p, func() { s.conns.release(addr) })
 }
 
 // serveSocketIO authenticates a Socket.IO client as /ws does (session

@@ -44,6 +44,10 @@ type Client struct {
 	// to everyone (nil: not allowed); refreshed when grants change.
 	notifyEveryone atomic.Pointer[everyoneRule]
 
+	// checked closes when the check of the session, begun by open, is
+	// over.
+	checked chan struct{}
+
 	closeOnce   sync.Once
 	closingCh   chan struct{}
 	closeCode   int

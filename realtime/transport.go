@@ -60,39 +60,53 @@ func (w wireForm) control(frame []byte) []byte {
 }
 
 // serve runs one socket until it closes: the one lifecycle of every
-// transport. It registers the client, sends greeting first (before any
-// broadcast can reach it), reads on the calling goroutine, and cleans up
-// before returning.
+// transport (/ws runs open and end on its own, see ServeConn). It registers
+// the client, sends greeting first (before any broadcast can reach it),
+// reads on the calling goroutine, and cleans up before returning.
 func (h *Hub) serve(ctx context.Context, c *Client, greeting []byte, opened string) {
+	if !h.open(ctx, c, greeting, opened) {
+		return
+	}
+	c.t.readLoop(ctx, c)
+	h.end(c)
+}
+
+// open registers c and starts the check of its session; false means the
+// hub is shutting down and c is already closed. After a true, end must run
+// once the transport stops reading.
+func (h *Hub) open(ctx context.Context, c *Client, greeting []byte, opened string) bool {
 	c.send(greeting)
 	if !h.register(c) {
 		c.closeWith(CloseGoingAway, "server shutting down")
 		c.t.finish()
-		return
+		return false
 	}
-	defer h.unregister(c)
 	// After register, so that a grant reload from now on reaches c too.
 	c.refreshAccess(ctx)
 	// The check queries the database: on a goroutine of its own, so that
-	// the socket's reader, which lives as long as the socket, keeps the
-	// small stack reading needs rather than one grown by a query. It ends
-	// with the socket at the latest.
-	checkCtx, cancelCheck := context.WithTimeout(ctx, sessionCheckWait)
-	checked := make(chan struct{})
+	// the socket's reader keeps the small stack reading needs rather than
+	// one grown by a query. It is bounded by its own timeout and not cut
+	// short when the socket ends early (end waits for it): a context held
+	// to cancel it would be kept for the socket's whole life.
+	c.checked = make(chan struct{})
 	go func() {
-		defer close(checked)
+		defer close(c.checked)
+		checkCtx, cancel := context.WithTimeout(ctx, sessionCheckWait)
+		defer cancel()
 		h.confirmSession(checkCtx, c)
-	}()
-	defer func() {
-		cancelCheck()
-		<-checked
 	}()
 	h.stats.SocketsOpened.Add(1)
 	c.log.Info(opened, "role", c.principal.Role, "anonymous", c.principal.Anonymous())
+	return true
+}
 
-	c.t.readLoop(ctx, c)
+// end closes c for good once its transport stopped reading, and
+// unregisters it.
+func (h *Hub) end(c *Client) {
+	defer h.unregister(c)
 	c.closeWith(CloseNormal, "")
 	c.t.finish()
+	<-c.checked
 	c.dropSubscriptions()
 	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
 }

@@ -1,12 +1,15 @@
 package realtime
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -21,36 +24,46 @@ import (
 // client that is still sending would see a reset instead of 1008 or 1009.
 const closeDrainWait = 2 * time.Second
 
-// ServeConn runs a /ws socket until it closes. conn must be upgraded
-// without compression: the writer frames messages itself.
-func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal) {
+// ServeConn runs a /ws socket until it closes, then calls onClosed (if
+// not nil). It returns at once: an idle socket costs one goroutine parked
+// on the network with a small stack (see readLoop), not the caller's.
+// conn must be upgraded without compression: the writer frames messages
+// itself, and the socket reads the network connection directly, not
+// through conn.
+func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Principal, onClosed func()) {
 	t := &wsTransport{
-		conn:   conn,
 		raw:    conn.NetConn(),
 		pumped: pumped{queue: newSendQueue(h.opts.QueueBytes, h.opts.QueueMessages), keepAlive: wsPingFrame},
 	}
 	c := h.newClient(p, t, wireWS)
 	t.c = c
 	t.pump = newPump(t.queue, c.closingCh, t.writeBatch, t.writeClose)
-	h.serve(ctx, c, connectedFrame(p), "socket opened")
+	t.frames = wsReader{maxMessage: h.opts.MaxFrameBytes}
+	t.flood = rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
+	if !h.open(ctx, c, connectedFrame(p), "socket opened") {
+		if onClosed != nil {
+			onClosed()
+		}
+		return
+	}
+	go t.run(ctx, onClosed)
 }
 
 // wsTransport is a /ws connection. Frames are queued already framed (the
 // event's bytes are shared by every socket) and written by its pump, so an
-// idle socket costs one blocked reader and no writer. Writes go straight to
-// the network connection, one writev per drained batch. Pongs go through the
-// pump too; the only frame gorilla writes itself is the close after a frame
-// over the limit or a protocol error, and the kernel socket's write lock
-// keeps each Write whole, so frames never interleave.
+// idle socket costs one parked reader and no writer. Writes go straight to
+// the network connection, one writev per drained batch, and so do reads:
+// gorilla only did the handshake.
 type wsTransport struct {
-	c    *Client
-	conn *websocket.Conn // only readLoop reads from it
-	raw  net.Conn
+	c   *Client
+	raw net.Conn
 	pumped
 
-	// noCloseFrame: gorilla already sent one (a frame over the limit, a
-	// protocol error), or a write failed partway through a frame; the
-	// writer then only half-closes. Set before closeWith.
+	frames wsReader
+	flood  *rate.Limiter
+
+	// noCloseFrame: a write failed partway through a frame; the writer
+	// then only half-closes. Set before closeWith.
 	noCloseFrame atomic.Bool
 }
 
@@ -89,74 +102,133 @@ func (t *wsTransport) writeClose() {
 func (t *wsTransport) finish() {
 	<-t.pump.done
 	// Drain what the peer still sends until it closes or the deadline set
-	// by writeClose passes; gorilla may have stopped reading after an error
-	// (a frame over the limit), so read the raw connection.
+	// by writeClose passes.
 	_, _ = io.Copy(io.Discard, t.raw)
 	_ = t.raw.Close()
 }
 
+// run is the socket's reader goroutine, and ends the socket when reading
+// stops.
+func (t *wsTransport) run(ctx context.Context, onClosed func()) {
+	t.readLoop(ctx, t.c)
+	t.c.hub.end(t.c)
+	if onClosed != nil {
+		onClosed()
+	}
+}
+
+// readBufferSize is one read's worth of client frames; buffers are lent
+// only while a read's bytes are parsed.
+const readBufferSize = 4096
+
+var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize); return &b }}
+
+// readLoop waits for input with nothing on its stack but the wait, so an
+// idle socket's goroutine keeps the smallest stack (the runtime shrinks a
+// parked goroutine's stack to what it uses), and holds no read buffer: one
+// is taken from a pool only once bytes have arrived. The deep work, the
+// messages' handling, runs on a goroutine of its own that ends with it.
 func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
-	conn := t.conn
-	conn.SetReadLimit(c.hub.opts.MaxFrameBytes)
-	// extend moves the read deadline on while the socket is open; once it
-	// is closing, the close's drain deadline stands.
-	extend := func() {
-		if !c.isClosing() {
-			_ = conn.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait))
-			if c.isClosing() { // closed meanwhile: put the drain deadline back
-				_ = conn.SetReadDeadline(time.Now().Add(closeDrainWait))
+	rc, err := t.raw.(syscall.Conn).SyscallConn()
+	if err != nil {
+		c.closeWith(CloseGoingAway, "read failed")
+		return
+	}
+	t.extendRead()
+	var buf *[]byte
+	var n int
+	var readErr error
+	read := func(fd uintptr) bool {
+		buf = readBuffers.Get().(*[]byte)
+		for {
+			n, readErr = syscall.Read(int(fd), *buf)
+			if readErr != syscall.EINTR {
+				break
 			}
+		}
+		if readErr == syscall.EAGAIN {
+			readBuffers.Put(buf)
+			return false // wait until readable
+		}
+		return true
+	}
+	handled := make(chan bool)
+	for {
+		if err := rc.Read(read); err != nil {
+			c.closeWith(CloseGoingAway, "read failed") // the pong deadline passed
+			return
+		}
+		if readErr != nil || n == 0 {
+			readBuffers.Put(buf)
+			c.closeWith(CloseGoingAway, "read failed")
+			return
+		}
+		go func(b []byte) { handled <- t.handleInput(ctx, b) }((*buf)[:n])
+		more := <-handled
+		readBuffers.Put(buf)
+		if !more {
+			return // closing: finish drains the rest
 		}
 	}
-	extend()
-	conn.SetPongHandler(func(string) error {
-		extend()
-		return nil
-	})
-	// Pongs go through the writer like every other frame: gorilla's own
-	// reply would write beside it, with a deadline of its own.
-	conn.SetPingHandler(func(data string) error {
-		t.queue.pushControl(appendWSFrame(nil, websocket.PongMessage, []byte(data)))
-		t.pump.kick()
-		return nil
-	})
-	// gorilla's default answers a close frame itself; the writer answers
-	// it instead (closeWith below), so that a socket never sends two close
-	// frames when the server was closing it at the same moment.
-	conn.SetCloseHandler(func(int, string) error { return nil })
-	flood := rate.NewLimiter(rate.Limit(c.hub.opts.MessageRate), c.hub.opts.MessageBurst)
-	for {
-		kind, frame, err := conn.ReadMessage()
-		if err != nil {
-			var ce *websocket.CloseError
-			var ne net.Error
-			switch {
-			case errors.Is(err, websocket.ErrReadLimit):
-				t.noCloseFrame.Store(true) // gorilla sent 1009 itself
-				c.closeWith(CloseMessageTooBig, "frame too large")
-			case errors.As(err, &ce):
-				c.closeWith(ce.Code, "closed by client")
-			case errors.As(err, &ne), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-				c.closeWith(CloseGoingAway, "read failed")
-			default: // a protocol error: gorilla sent 1002 itself
-				t.noCloseFrame.Store(true)
-				c.closeWith(CloseGoingAway, "protocol error")
-			}
-			return
-		}
+}
+
+// handleInput acts on the frames in b; false means the socket is closing.
+func (t *wsTransport) handleInput(ctx context.Context, b []byte) bool {
+	c := t.c
+	if c.isClosing() {
+		return false
+	}
+	t.extendRead()
+	err := t.frames.feed(b, func(opcode int, payload []byte) error {
 		if c.isClosing() {
-			return // finish drains the rest
+			return errClosing
 		}
-		extend()
-		if !flood.Allow() {
+		switch opcode {
+		case websocket.PongMessage:
+			return nil
+		case websocket.CloseMessage:
+			code, err := parseClose(payload)
+			if err != nil {
+				return err
+			}
+			c.closeWith(code, "closed by client")
+			return errClosing
+		}
+		// Pings count against the flood limit too: each one queues a pong.
+		if !t.flood.Allow() {
 			c.closeWith(ClosePolicyViolation, "too many messages")
-			return
+			return errClosing
 		}
-		if kind != websocket.TextMessage {
+		switch opcode {
+		case websocket.PingMessage:
+			t.queue.pushControl(appendWSFrame(nil, websocket.PongMessage, payload))
+			t.pump.kick()
+		case websocket.TextMessage:
+			c.handle(ctx, bytes.Clone(payload))
+		default:
 			c.send(errorFrame("malformed message: want a text frame with a JSON object"))
-			continue
 		}
-		c.handle(ctx, frame)
+		return nil
+	})
+	var re *wsReadError
+	if errors.As(err, &re) {
+		c.closeWith(re.code, re.reason)
+	}
+	return err == nil && !c.isClosing()
+}
+
+// errClosing stops parsing: the socket is closing.
+var errClosing = errors.New("socket closing")
+
+// extendRead moves the read deadline on while the socket is open; once it
+// is closing, the close's drain deadline stands.
+func (t *wsTransport) extendRead() {
+	c := t.c
+	if !c.isClosing() {
+		_ = t.raw.SetReadDeadline(time.Now().Add(c.hub.opts.PongWait))
+		if c.isClosing() { // closed meanwhile: put the drain deadline back
+			_ = t.raw.SetReadDeadline(time.Now().Add(closeDrainWait))
+		}
 	}
 }
 

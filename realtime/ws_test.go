@@ -25,7 +25,7 @@ func TestSessionEndedWhileOpening(t *testing.T) {
 		if err != nil {
 			return
 		}
-		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, SessionID: "gone"})
+		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, SessionID: "gone"}, nil)
 	}))
 	defer srv.Close()
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http"), nil)
@@ -59,7 +59,7 @@ func serveHub(t *testing.T, hub *Hub) string {
 		if err != nil {
 			return
 		}
-		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, Role: "anonymous"})
+		hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, Role: "anonymous"}, nil)
 	}))
 	t.Cleanup(func() {
 		if err := hub.Shutdown(context.Background()); err != nil {
