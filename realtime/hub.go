@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -221,9 +222,8 @@ func (h *Hub) Dispatch(events []*Event) {
 		}
 	}
 	wake := func() {
-		for _, c := range woken {
-			c.t.flush()
-		}
+		flushAll(woken)
+		clear(woken)
 		woken = woken[:0]
 		h.wakeRound++
 	}
@@ -285,6 +285,43 @@ func (h *Hub) Dispatch(events []*Event) {
 		}
 		if h.latency != nil {
 			h.latency(time.Since(ev.Time))
+		}
+	}
+}
+
+// flushPerWorker is how many sockets make it worth another goroutine.
+const flushPerWorker = 256
+
+// flushAll wakes the writers of clients after a run of the fan-out. A
+// /ws socket is written on the spot (pump.flushInline); many are split
+// between as many goroutines as there are CPUs, so a large fan-out takes
+// every core without a goroutine per socket. It returns once every socket
+// has been written or handed to its writer: events that come meanwhile
+// wait in the listener and go out together, one write each per socket.
+func flushAll(clients []*Client) {
+	workers := min(runtime.GOMAXPROCS(0), (len(clients)+flushPerWorker-1)/flushPerWorker)
+	if workers <= 1 {
+		flushEach(clients)
+		return
+	}
+	per := (len(clients) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for start := per; start < len(clients); start += per {
+		part := clients[start:min(start+per, len(clients))]
+		wg.Go(func() { flushEach(part) })
+	}
+	flushEach(clients[:per])
+	wg.Wait()
+}
+
+func flushEach(clients []*Client) {
+	var frames [][]byte
+	var buf []byte
+	for _, c := range clients {
+		if f, ok := c.t.(interface{ inlinePump() *pump }); ok {
+			frames, buf = f.inlinePump().flushInline(frames, buf)
+		} else {
+			c.t.flush()
 		}
 	}
 }

@@ -1,6 +1,9 @@
 package realtime
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // pump is a socket's writer: a goroutine that runs only while the
 // socket's queue holds frames, so an idle socket costs none. Whoever
@@ -13,16 +16,20 @@ import "sync"
 type pump struct {
 	queue      *sendQueue
 	closing    <-chan struct{} // the client's closingCh
+	closed     *atomic.Bool    // and its flag
 	writeBatch func(batch [][]byte)
 	writeClose func()
+	// writeNow, when the transport has it, writes without blocking and
+	// returns how much the kernel took (see flushInline).
+	writeNow func(b []byte) int
 
 	mu      sync.Mutex
 	running bool // a writer goroutine runs, or the close is done
 	done    chan struct{}
 }
 
-func newPump(queue *sendQueue, closing <-chan struct{}, writeBatch func([][]byte), writeClose func()) *pump {
-	return &pump{queue: queue, closing: closing, writeBatch: writeBatch, writeClose: writeClose, done: make(chan struct{})}
+func newPump(c *Client, queue *sendQueue, writeBatch func([][]byte), writeClose func()) *pump {
+	return &pump{queue: queue, closing: c.closingCh, closed: &c.closed, writeBatch: writeBatch, writeClose: writeClose, done: make(chan struct{})}
 }
 
 // kick starts the writer unless one is running.
@@ -34,10 +41,76 @@ func (p *pump) kick() {
 	}
 	p.running = true
 	p.mu.Unlock()
-	go p.run()
+	go p.run(nil)
 }
 
-func (p *pump) run() {
+// flushInline is kick for the fan-out: it writes what is queued on the
+// calling goroutine, without blocking, and starts a writer goroutine only
+// for what the socket does not take at once (its kernel buffer is full) or
+// when it cannot write inline. A delivery to a socket that keeps up then
+// costs one write and no goroutine, no wake-up and no deadline. frames and
+// buf are the caller's scratch space, returned for the next socket.
+func (p *pump) flushInline(frames [][]byte, buf []byte) ([][]byte, []byte) {
+	p.mu.Lock()
+	if p.running {
+		p.mu.Unlock()
+		return frames, buf
+	}
+	p.running = true
+	p.mu.Unlock()
+	if p.writeNow == nil || p.closed.Load() {
+		go p.run(nil)
+		return frames, buf
+	}
+	frames = p.queue.drain(frames[:0])
+	data := buf[:0]
+	if len(frames) == 1 {
+		data = frames[0]
+	} else {
+		for _, f := range frames {
+			data = append(data, f...)
+		}
+		buf = data
+	}
+	if len(data) > 0 {
+		if n := p.writeNow(data); n < len(data) {
+			go p.run(unwritten(frames, n))
+			clear(frames)
+			return frames, buf
+		}
+	}
+	clear(frames)
+	p.mu.Lock()
+	if p.queue.len() == 0 && !p.closed.Load() {
+		p.running = false
+		p.mu.Unlock()
+		return frames, buf
+	}
+	p.mu.Unlock()
+	go p.run(nil)
+	return frames, buf
+}
+
+// unwritten is what is left of frames once their first n bytes are
+// written, in a slice of its own.
+func unwritten(frames [][]byte, n int) [][]byte {
+	for i, f := range frames {
+		if n < len(f) {
+			rest := append([][]byte{f[n:]}, frames[i+1:]...)
+			return rest
+		}
+		n -= len(f)
+	}
+	return nil
+}
+
+// run is the writer goroutine. pending is the rest of a batch begun
+// inline: it goes first, whatever else happens, since the stream may end
+// inside one of its frames.
+func (p *pump) run(pending [][]byte) {
+	if len(pending) > 0 {
+		p.writeBatch(pending)
+	}
 	var batch [][]byte
 	for {
 		select {
@@ -52,7 +125,7 @@ func (p *pump) run() {
 		batch = p.queue.drain(batch[:0])
 		if len(batch) == 0 {
 			p.mu.Lock()
-			if p.queue.len() == 0 && !isClosed(p.closing) {
+			if p.queue.len() == 0 && !p.closed.Load() {
 				p.running = false
 				p.mu.Unlock()
 				return
@@ -62,15 +135,6 @@ func (p *pump) run() {
 		}
 		p.writeBatch(batch)
 		clear(batch)
-	}
-}
-
-func isClosed(ch <-chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
 	}
 }
 

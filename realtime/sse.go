@@ -54,7 +54,7 @@ func (h *Hub) ServeSSE(w http.ResponseWriter, r *http.Request, p *session.Princi
 	c := h.newClient(p, t, wireSSE)
 	t.c = c
 	// Nothing to send at the close: the stream just ends.
-	t.pump = newPump(t.queue, c.closingCh, t.writeBatch, func() {})
+	t.pump = newPump(c, t.queue, t.writeBatch, func() {})
 	h.serve(context.WithoutCancel(r.Context()), c, greetingFrame(p, "event stream established"), "event stream opened")
 }
 

@@ -37,7 +37,11 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Pr
 	}
 	c := h.newClient(p, t, wireWS)
 	t.c = c
-	t.pump = newPump(t.queue, c.closingCh, t.writeBatch, t.writeClose)
+	t.pump = newPump(c, t.queue, t.writeBatch, t.writeClose)
+	if rc, err := t.raw.(syscall.Conn).SyscallConn(); err == nil {
+		t.rc = rc
+		t.pump.writeNow = t.writeNow
+	}
 	t.frames = wsReader{maxMessage: h.opts.MaxFrameBytes}
 	t.flood = rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
 	if !h.open(ctx, c, connectedFrame(p), "socket opened") {
@@ -57,6 +61,7 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Pr
 type wsTransport struct {
 	c   *Client
 	raw net.Conn
+	rc  syscall.RawConn // raw's file descriptor, for reads and writes that never block
 	pumped
 
 	frames wsReader
@@ -69,7 +74,8 @@ type wsTransport struct {
 
 var wsPingFrame = []byte{0x80 | websocket.PingMessage, 0}
 
-// writeBatch sends a drained batch with one writev and one deadline.
+// writeBatch sends a drained batch with one writev and one deadline. The
+// deadline is lifted afterwards: a past one would fail writeNow.
 func (t *wsTransport) writeBatch(batch [][]byte) {
 	_ = t.raw.SetWriteDeadline(time.Now().Add(t.c.hub.opts.WriteWait))
 	bufs := net.Buffers(batch)
@@ -78,7 +84,30 @@ func (t *wsTransport) writeBatch(batch [][]byte) {
 		// would be read as payload.
 		t.noCloseFrame.Store(true)
 		t.c.closeWith(CloseGoingAway, "write failed")
+		return
 	}
+	_ = t.raw.SetWriteDeadline(time.Time{})
+}
+
+func (t *wsTransport) writeNow(b []byte) int { return writeNonBlocking(t.rc, b) }
+
+// writeNonBlocking writes b without blocking and returns how many bytes
+// the kernel took; on an error it reports none, and the blocking write
+// after it meets the error again.
+func writeNonBlocking(rc syscall.RawConn, b []byte) int {
+	var n int
+	var err error
+	if rerr := rc.Write(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Write(int(fd), b)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	}); rerr != nil || err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // writeClose sends the close frame and half-closes, so the peer sees the
@@ -129,8 +158,8 @@ var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize);
 // is taken from a pool only once bytes have arrived. The deep work, the
 // messages' handling, runs on a goroutine of its own that ends with it.
 func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
-	rc, err := t.raw.(syscall.Conn).SyscallConn()
-	if err != nil {
+	rc := t.rc
+	if rc == nil {
 		c.closeWith(CloseGoingAway, "read failed")
 		return
 	}
@@ -263,3 +292,6 @@ func wsCloseFrame(code int, reason string) []byte {
 	}
 	return appendWSFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
 }
+
+// inlinePump lets the fan-out write this socket on its own goroutine.
+func (t *wsTransport) inlinePump() *pump { return t.pump }
