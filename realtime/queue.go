@@ -16,7 +16,7 @@ type sendQueue struct {
 	msgs  [][]byte
 	bytes int
 
-	room chan struct{} // one token: the writer just drained
+	room chan struct{} // one token: the writer just drained a queue pushBelow may have refused
 }
 
 // minQueuedFrames frames are always accepted, whatever their size: one
@@ -68,11 +68,15 @@ func (q *sendQueue) len() int {
 // buffer.
 func (q *sendQueue) drain(into [][]byte) [][]byte {
 	q.mu.Lock()
+	// pushBelow fails only with minQueuedFrames queued: a drain of fewer
+	// has nobody to tell, which spares the fan-out a channel send per
+	// socket.
+	waited := len(q.msgs) >= minQueuedFrames
 	into = append(into, q.msgs...)
 	q.msgs = nil
 	q.bytes = 0
 	q.mu.Unlock()
-	if len(into) > 0 {
+	if waited {
 		signal(q.room)
 	}
 	return into
