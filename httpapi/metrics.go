@@ -44,6 +44,7 @@ func NewMetrics(hub *realtime.Hub, listener ListenerStats) http.Handler {
 		counter("pgpush_events_received_total", "Events read from the event log and dispatched.", func() float64 { return float64(stats.Received.Load()) }),
 		counter("pgpush_events_delivered_total", "Event frames queued to sockets (one per subscriber).", func() float64 { return float64(stats.Delivered.Load()) }),
 		counter("pgpush_slow_disconnects_total", "Sockets closed with 1013 for reading too slowly.", func() float64 { return float64(stats.SlowDisconnects.Load()) }),
+		counter("pgpush_fanout_writes_total", "Writes the fan-out made to /ws sockets; with pgpush_events_delivered_total, how many events a write carries.", func() float64 { return float64(stats.FanoutWrites.Load()) }),
 		counter("pgpush_listener_reconnects_total", "Times the LISTEN connection was re-established.", func() float64 { return float64(listener.Reconnects()) }),
 		gauge("pgpush_listener_connected", "1 when the listener is connected and caught up.", func() float64 {
 			if listener.Ready() {

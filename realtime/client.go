@@ -40,6 +40,9 @@ type Client struct {
 	// wakeMark is the fan-out round that last queued to this client; only
 	// Dispatch's goroutine touches it.
 	wakeMark uint64
+	// held: the client is in the hub's held list (Options.WriteDelay);
+	// guarded by the hub's heldMu.
+	held bool
 	// notifyEveryone caches the principal's rule for notifications sent
 	// to everyone (nil: not allowed); refreshed when grants change.
 	notifyEveryone atomic.Pointer[everyoneRule]

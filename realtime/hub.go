@@ -68,6 +68,12 @@ type Options struct {
 	MessageBurst     int           // 60: client frames allowed in a burst; past the rate, 1008
 	Retention        time.Duration // 24h: how long undelivered notifications wait for a member
 	SnapshotMaxRows  int           // 10000: rows one snapshot subscribe may return
+	// WriteDelay, when set, holds the fan-out's writes to /ws sockets and
+	// makes them every WriteDelay: events that come meanwhile go out in
+	// one write per socket. It trades latency (up to WriteDelay more) for
+	// server CPU, which under fan-out is mostly one write per delivery.
+	// 0 (the default) writes at once.
+	WriteDelay time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -141,6 +147,10 @@ type Hub struct {
 	// registration would otherwise leave the socket open.
 	sessionLive func(ctx context.Context, sessionID string) (bool, error)
 	latency     func(time.Duration)
+
+	// held are the clients whose fan-out writes wait for RunWriteDelay.
+	heldMu sync.Mutex
+	held   []*Client
 }
 
 // Stats are the hub's running counters, read by /metrics.
@@ -151,6 +161,7 @@ type Stats struct {
 	DroppedResuming atomic.Int64 // live events not held: resuming socket too far behind
 	SocketsOpened   atomic.Int64
 	SlowDisconnects atomic.Int64
+	FanoutWrites    atomic.Int64 // writes the fan-out made to /ws sockets
 }
 
 // NewHub makes a hub. start is the position of the last event that
@@ -222,7 +233,11 @@ func (h *Hub) Dispatch(events []*Event) {
 		}
 	}
 	wake := func() {
-		flushAll(woken)
+		if h.opts.WriteDelay > 0 {
+			h.hold(woken)
+		} else {
+			h.flushAll(woken)
+		}
 		clear(woken)
 		woken = woken[:0]
 		h.wakeRound++
@@ -298,32 +313,88 @@ const flushPerWorker = 256
 // every core without a goroutine per socket. It returns once every socket
 // has been written or handed to its writer: events that come meanwhile
 // wait in the listener and go out together, one write each per socket.
-func flushAll(clients []*Client) {
+func (h *Hub) flushAll(clients []*Client) {
 	workers := min(runtime.GOMAXPROCS(0), (len(clients)+flushPerWorker-1)/flushPerWorker)
 	if workers <= 1 {
-		flushEach(clients)
+		h.flushEach(clients)
 		return
 	}
 	per := (len(clients) + workers - 1) / workers
 	var wg sync.WaitGroup
 	for start := per; start < len(clients); start += per {
 		part := clients[start:min(start+per, len(clients))]
-		wg.Go(func() { flushEach(part) })
+		wg.Go(func() { h.flushEach(part) })
 	}
-	flushEach(clients[:per])
+	h.flushEach(clients[:per])
 	wg.Wait()
 }
 
-func flushEach(clients []*Client) {
+func (h *Hub) flushEach(clients []*Client) {
 	var frames [][]byte
 	var buf []byte
+	var writes int64
 	for _, c := range clients {
 		if f, ok := c.t.(interface{ inlinePump() *pump }); ok {
-			frames, buf = f.inlinePump().flushInline(frames, buf)
+			var wrote bool
+			frames, buf, wrote = f.inlinePump().flushInline(frames, buf)
+			if wrote {
+				writes++
+			}
 		} else {
 			c.t.flush()
 		}
 	}
+	h.stats.FanoutWrites.Add(writes)
+}
+
+// hold keeps the fan-out's writes for RunWriteDelay (Options.WriteDelay).
+// Transports without an inline writer are woken at once.
+func (h *Hub) hold(clients []*Client) {
+	h.heldMu.Lock()
+	defer h.heldMu.Unlock()
+	for _, c := range clients {
+		if _, ok := c.t.(interface{ inlinePump() *pump }); !ok {
+			c.t.flush()
+		} else if !c.held {
+			c.held = true
+			h.held = append(h.held, c)
+		}
+	}
+}
+
+// RunWriteDelay makes the writes the fan-out held, every
+// Options.WriteDelay, until ctx ends; without a WriteDelay it returns at
+// once.
+func (h *Hub) RunWriteDelay(ctx context.Context) {
+	if h.opts.WriteDelay <= 0 {
+		return
+	}
+	ticker := time.NewTicker(h.opts.WriteDelay)
+	defer ticker.Stop()
+	var spare []*Client
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+		spare = h.flushHeld(spare)
+	}
+}
+
+// flushHeld makes the writes held so far; spare is a slice to reuse for
+// the next round, and it returns one.
+func (h *Hub) flushHeld(spare []*Client) []*Client {
+	h.heldMu.Lock()
+	batch := h.held
+	h.held = spare[:0]
+	for _, c := range batch {
+		c.held = false
+	}
+	h.heldMu.Unlock()
+	h.flushAll(batch)
+	clear(batch)
+	return batch
 }
 
 // delivery is one event for one subscription: the event itself, or the

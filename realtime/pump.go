@@ -49,18 +49,19 @@ func (p *pump) kick() {
 // for what the socket does not take at once (its kernel buffer is full) or
 // when it cannot write inline. A delivery to a socket that keeps up then
 // costs one write and no goroutine, no wake-up and no deadline. frames and
-// buf are the caller's scratch space, returned for the next socket.
-func (p *pump) flushInline(frames [][]byte, buf []byte) ([][]byte, []byte) {
+// buf are the caller's scratch space, returned for the next socket; wrote
+// says whether it wrote.
+func (p *pump) flushInline(frames [][]byte, buf []byte) (_ [][]byte, _ []byte, wrote bool) {
 	p.mu.Lock()
 	if p.running {
 		p.mu.Unlock()
-		return frames, buf
+		return frames, buf, false
 	}
 	p.running = true
 	p.mu.Unlock()
 	if p.writeNow == nil || p.closed.Load() {
 		go p.run(nil)
-		return frames, buf
+		return frames, buf, false
 	}
 	frames = p.queue.drain(frames[:0])
 	data := buf[:0]
@@ -73,10 +74,11 @@ func (p *pump) flushInline(frames [][]byte, buf []byte) ([][]byte, []byte) {
 		buf = data
 	}
 	if len(data) > 0 {
+		wrote = true
 		if n := p.writeNow(data); n < len(data) {
 			go p.run(unwritten(frames, n))
 			clear(frames)
-			return frames, buf
+			return frames, buf, wrote
 		}
 	}
 	clear(frames)
@@ -84,11 +86,11 @@ func (p *pump) flushInline(frames [][]byte, buf []byte) ([][]byte, []byte) {
 	if p.queue.len() == 0 && !p.closed.Load() {
 		p.running = false
 		p.mu.Unlock()
-		return frames, buf
+		return frames, buf, wrote
 	}
 	p.mu.Unlock()
 	go p.run(nil)
-	return frames, buf
+	return frames, buf, wrote
 }
 
 // unwritten is what is left of frames once their first n bytes are

@@ -73,7 +73,7 @@ func TestFlushInlineNeverBlocks(t *testing.T) {
 		q.push(frame)
 		done := make(chan struct{})
 		go func() {
-			frames, buf = p.flushInline(frames, buf)
+			frames, buf, _ = p.flushInline(frames, buf)
 			close(done)
 		}()
 		select {

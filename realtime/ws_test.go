@@ -3,6 +3,7 @@ package realtime
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -160,5 +161,62 @@ func TestWSFrameLengths(t *testing.T) {
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code != CloseNormal {
 		t.Fatalf("after the frames got %v, want close %d (a long reason is cut to fit a control frame)", err, CloseNormal)
+	}
+}
+
+// TestWriteDelayBatchesFanoutWrites: with Options.WriteDelay the fan-out
+// writes a socket once per round however many events came meanwhile;
+// without it, once per Dispatch.
+func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
+	t.Parallel()
+	for _, delay := range []time.Duration{0, time.Hour} {
+		t.Run(delay.String(), func(t *testing.T) {
+			t.Parallel()
+			b := setupHub(t, Options{WriteDelay: delay})
+			b.grants.set("order_changes", session.Access{})
+			conn, _, err := websocket.DefaultDialer.Dial(serveHub(t, b.hub), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+			readType := func(want string) map[string]any {
+				t.Helper()
+				var m map[string]any
+				if err := conn.ReadJSON(&m); err != nil {
+					t.Fatalf("waiting for %s: %v", want, err)
+				}
+				if m["type"] != want && m["event"] != want {
+					t.Fatalf("got %v, want %s", m, want)
+				}
+				return m
+			}
+			readType("connected")
+			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
+				t.Fatal(err)
+			}
+			readType("subscribed")
+			for i := range 3 {
+				b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, i))})
+			}
+			writes := b.hub.Stats().FanoutWrites.Load()
+			if delay > 0 {
+				if writes != 0 {
+					t.Fatalf("%d writes before the delay's round, want 0", writes)
+				}
+				b.hub.flushHeld(nil)
+				writes = b.hub.Stats().FanoutWrites.Load()
+			}
+			for range 3 {
+				readType("order:created")
+			}
+			want := int64(3)
+			if delay > 0 {
+				want = 1
+			}
+			if writes != want {
+				t.Errorf("%d fan-out writes for 3 events, want %d", writes, want)
+			}
+		})
 	}
 }

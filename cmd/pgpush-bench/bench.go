@@ -39,10 +39,12 @@ type bench struct {
 
 	servers []*process
 	serverN int // servers started so far, for log and profile names
-	watched bool
-	results []*result
-	machine machineInfo
-	fileMax uint64
+	// serverEnv is added to the environment of the servers started next.
+	serverEnv []string
+	watched   bool
+	results   []*result
+	machine   machineInfo
+	fileMax   uint64
 	// postmaster is the throwaway cluster's postmaster pid (0 with
 	// --database-url), for PostgreSQL's CPU time.
 	postmaster int
@@ -246,6 +248,7 @@ func (b *bench) startServers(ctx context.Context, n int) error {
 		// (default 200) above any socket count a run opens.
 		env := []string{"DATABASE_URL=" + b.dbURL, "SESSION_SECRET=" + b.secret, "LISTEN_ADDR=" + addr,
 			"SOCKETS_PER_ADDRESS=" + strconv.Itoa(socketsPerAddress)}
+		env = append(env, b.serverEnv...)
 		var pprofAddr string
 		if dir := b.opts.ServerProfileDir; dir != "" {
 			if err := os.MkdirAll(dir, 0o755); err != nil {

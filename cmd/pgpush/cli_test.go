@@ -300,6 +300,8 @@ func TestServeConfig(t *testing.T) {
 		{"snapshot max rows not a number", map[string]string{"SESSION_SECRET": goodSecret, "SNAPSHOT_MAX_ROWS": "lots"}, "SNAPSHOT_MAX_ROWS"},
 		{"snapshot max rows zero", map[string]string{"SESSION_SECRET": goodSecret, "SNAPSHOT_MAX_ROWS": "0"}, "SNAPSHOT_MAX_ROWS"},
 		{"shutdown timeout not a duration", map[string]string{"SESSION_SECRET": goodSecret, "SHUTDOWN_TIMEOUT": "soon"}, "SHUTDOWN_TIMEOUT"},
+		{"fan-out write delay not a duration", map[string]string{"SESSION_SECRET": goodSecret, "FANOUT_WRITE_DELAY": "often"}, "FANOUT_WRITE_DELAY"},
+		{"fan-out write delay too long", map[string]string{"SESSION_SECRET": goodSecret, "FANOUT_WRITE_DELAY": "2s"}, "FANOUT_WRITE_DELAY"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -62,6 +62,13 @@ func configFromEnv(getenv env) (serverConfig, error) {
 		}
 		cfg.Hub.SnapshotMaxRows = n
 	}
+	if v := getenv("FANOUT_WRITE_DELAY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 || d > time.Second {
+			return cfg, fmt.Errorf("invalid FANOUT_WRITE_DELAY %q: want a duration from 0 to 1s, such as 50ms", v)
+		}
+		cfg.Hub.WriteDelay = d
+	}
 	cfg.PprofAddr = getenv("PPROF_ADDR")
 	if v := getenv("SHUTDOWN_TIMEOUT"); v != "" {
 		d, err := time.ParseDuration(v)

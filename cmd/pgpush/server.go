@@ -196,6 +196,7 @@ func (s *server) run(ctx context.Context, ln net.Listener, started func()) error
 	g.Go(func() error { s.prune(gctx); return nil })
 	g.Go(func() error { s.hub.RunStatsPush(gctx, time.Second); return nil })
 	g.Go(func() error { s.hub.RunPings(gctx); return nil })
+	g.Go(func() error { s.hub.RunWriteDelay(gctx); return nil })
 	g.Go(func() error { s.markDelivered(gctx); return nil })
 	g.Go(func() error { s.history.Run(gctx); return nil })
 	if s.cfg.PprofAddr != "" {
