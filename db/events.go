@@ -85,27 +85,27 @@ func EventsAfter(ctx context.Context, q Querier, seq, id int64, limit int) ([]Ev
 	return collectEvents(rows)
 }
 
-// ChannelEventsBetween returns up to limit events of one channel after
-// (fromSeq, fromID) and at most (toSeq, toID), in delivery order. Only
-// transactions that wrote to the channel are read (pgpush.commits lists
-// their channels).
+// ChannelEventsBetween returns up to limit events of the given channels
+// after (fromSeq, fromID) and at most (toSeq, toID), in delivery order.
+// Only transactions that wrote to one of them are read (pgpush.commits
+// lists their channels).
 //
 // maxBytes, when positive, bounds the data kept of one call: reading stops
 // after the row that reaches it (one row is always read), so that a page
 // of large rows does not sit in memory while a slow client drains it.
-func ChannelEventsBetween(ctx context.Context, q Querier, channel string, fromSeq, fromID, toSeq, toID int64, limit, maxBytes int) ([]EventRow, error) {
+func ChannelEventsBetween(ctx context.Context, q Querier, channels []string, fromSeq, fromID, toSeq, toID int64, limit, maxBytes int) ([]EventRow, error) {
 	rows, err := q.Query(ctx, `
 		(SELECT c.seq, e.* FROM (SELECT * FROM pgpush.commits WHERE seq = $1 AND seq <= $5) c
-		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = $4 AND e.id > $2 AND (c.seq < $5 OR e.id <= $6)`)+`) e)
+		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = ANY ($4) AND e.id > $2 AND (c.seq < $5 OR e.id <= $6)`)+`) e)
 		UNION ALL
 		(SELECT c.seq, e.* FROM (
-			SELECT * FROM pgpush.commits WHERE seq > $1 AND seq <= $5 AND $4 = ANY (channels)
+			SELECT * FROM pgpush.commits WHERE seq > $1 AND seq <= $5 AND channels && $4::text[]
 			ORDER BY seq LIMIT $3) c
-		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = $4 AND (c.seq < $5 OR e.id <= $6)`)+`) e
+		 CROSS JOIN LATERAL (`+eventsOf(` AND e.channel = ANY ($4) AND (c.seq < $5 OR e.id <= $6)`)+`) e
 		 ORDER BY c.seq, e.id LIMIT $3)
-		ORDER BY 1, 2 LIMIT $3`, fromSeq, fromID, limit, channel, toSeq, toID)
+		ORDER BY 1, 2 LIMIT $3`, fromSeq, fromID, limit, channels, toSeq, toID)
 	if err != nil {
-		return nil, fmt.Errorf("read events of %q: %w", channel, err)
+		return nil, fmt.Errorf("read events of %q: %w", channels, err)
 	}
 	return collectEventsWithin(rows, maxBytes)
 }

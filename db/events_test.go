@@ -268,7 +268,7 @@ func TestChannelEventsBetween(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rows, err := db.ChannelEventsBetween(ctx, pool, tt.channel, tt.fromSeq, tt.fromID, tt.toSeq, tt.toID, tt.limit, 0)
+			rows, err := db.ChannelEventsBetween(ctx, pool, []string{tt.channel}, tt.fromSeq, tt.fromID, tt.toSeq, tt.toID, tt.limit, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +286,7 @@ func TestChannelEventsBetween(t *testing.T) {
 		var got []int64
 		fromSeq, fromID := int64(0), int64(0)
 		for range 10 {
-			rows, err := db.ChannelEventsBetween(ctx, pool, "a", fromSeq, fromID, toSeq, toID, 1, 0)
+			rows, err := db.ChannelEventsBetween(ctx, pool, []string{"a"}, fromSeq, fromID, toSeq, toID, 1, 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +337,7 @@ func TestPublish(t *testing.T) {
 				t.Fatalf("Publish(%q, %q, %s): %v", tt.channel, tt.event, tt.data, err)
 			}
 			sequence(t, ctx, pool)
-			rows, err := db.ChannelEventsBetween(ctx, pool, tt.channel, 0, 0, math.MaxInt64, math.MaxInt64, 10, 0)
+			rows, err := db.ChannelEventsBetween(ctx, pool, []string{tt.channel}, 0, 0, math.MaxInt64, math.MaxInt64, 10, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -250,33 +251,105 @@ func (c *Client) subscribe(ctx context.Context, msg clientMessage) {
 		return
 	}
 	c.send(subscribedFrame(msg.Channel, upTo))
+	var window []delivery
 	if resume {
-		c.replay(ctx, s, since, upTo)
+		window = c.replay(ctx, []*subscription{s}, []Position{upTo}, since)
 	}
-	s.activate()
+	activateTogether([]*subscription{s}, window)
 }
 
-// replay sends the channel's events after the client's last one up to the
-// hub's position at subscription time; later ones were buffered live.
-func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo Position) {
+// subscribeStream subscribes to channels for a stream whose one resume id
+// covers them all (SSE's Last-Event-ID): events go out in position order
+// across the channels, replayed and live alike, so that a resume after
+// any id the client saw has no gap and no duplicate. Subscribing channel
+// by channel would replay the second channel's older events after the
+// first one's live ones.
+func (c *Client) subscribeStream(ctx context.Context, channels []string, since, rawFilter json.RawMessage) {
+	sinceID, resume, err := parseSince(since)
+	if err == nil {
+		var f *filter.Filter
+		if f, err = filter.Compile(rawFilter); err == nil {
+			c.subscribeAll(ctx, channels, f, sinceID, resume)
+			return
+		}
+	}
+	for _, ch := range channels {
+		c.send(channelErrorFrame(ch, err.Error()))
+	}
+}
+
+func (c *Client) subscribeAll(ctx context.Context, channels []string, f *filter.Filter, since int64, resume bool) {
+	var subs []*subscription
+	var upTo []Position
+	for _, ch := range channels {
+		s, at, existing, err := c.addSub(ctx, ch, f, nil)
+		if err != nil {
+			c.send(channelErrorFrame(ch, accessMessage(err, ch)))
+			continue
+		}
+		if existing {
+			continue // named twice
+		}
+		c.send(subscribedFrame(ch, at))
+		subs, upTo = append(subs, s), append(upTo, at)
+	}
+	var window []delivery
+	if resume && len(subs) > 0 {
+		window = c.replay(ctx, subs, upTo, since)
+	}
+	activateTogether(subs, window)
+}
+
+// replay sends subs' events after the client's event since, merged in
+// position order, each channel up to the hub's position when its
+// subscription was registered (upTo); later ones were buffered live. The
+// events after the first registration and before a later one's are
+// returned instead of sent: activateTogether merges them with the live
+// buffers, which may hold older events of another channel.
+func (c *Client) replay(ctx context.Context, subs []*subscription, upTo []Position, since int64) (window []delivery) {
 	ctx, cancel := context.WithTimeout(ctx, c.hub.opts.ReplayTimeout)
 	defer cancel()
+	resync := func() {
+		for _, s := range subs {
+			c.send(channelFrame("resync_required", s.channel))
+		}
+	}
 	from, err := c.hub.store.PositionOf(ctx, since)
-	if err == nil {
+	if errors.Is(err, ErrResyncRequired) {
+		resync()
+		return nil
+	}
+	if err != nil {
+		c.log.Error("resume subscription", "err", err)
+		resync()
+		return nil
+	}
+	channels := make([]string, len(subs))
+	first, last := upTo[0], upTo[0]
+	for i, s := range subs {
 		s.mu.Lock()
 		s.after = from
 		s.mu.Unlock()
+		channels[i] = s.channel
+		if first.After(upTo[i]) {
+			first = upTo[i]
+		}
+		if upTo[i].After(last) {
+			last = upTo[i]
+		}
 	}
-	if errors.Is(err, ErrResyncRequired) {
-		c.send(channelFrame("resync_required", s.channel))
-		return
-	}
-	if err != nil {
-		c.log.Error("resume subscription", "channel", s.channel, "err", err)
-		c.send(channelFrame("resync_required", s.channel))
-		return
-	}
-	err = c.hub.store.Replay(ctx, s.channel, from, upTo, func(ev *Event) error {
+	err = c.hub.store.Replay(ctx, channels, from, last, func(ev *Event) error {
+		i := slices.Index(channels, ev.Channel)
+		if i < 0 || ev.Pos.After(upTo[i]) {
+			return nil // not asked for, or in the live buffer
+		}
+		s := subs[i]
+		if ev.Pos.After(first) {
+			if out := s.judge(ev); out != nil {
+				window = append(window, delivery{s, out})
+			}
+			return nil
+		}
 		pushed, err := c.pushPaced(ctx, s, func() []byte {
 			if out := s.judge(ev); out != nil {
 				return out.frame(c.wire, false)
@@ -289,10 +362,11 @@ func (c *Client) replay(ctx context.Context, s *subscription, since int64, upTo 
 		return err
 	})
 	if err != nil && !errors.Is(err, errClientClosing) && !errors.Is(err, errSubscriptionEnded) {
-		c.log.Error("replay", "channel", s.channel, "err", err)
+		c.log.Error("replay", "channels", channels, "err", err)
 		// A partial replay would leave a silent gap: make the client resync.
-		c.send(channelFrame("resync_required", s.channel))
+		resync()
 	}
+	return window
 }
 
 // pushPaced queues the frame next gives (nil: nothing to send) as soon as

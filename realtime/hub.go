@@ -30,8 +30,9 @@ type EventStore interface {
 	// PositionOf returns the delivery position of event id, or an error
 	// wrapping ErrResyncRequired when it is no longer kept.
 	PositionOf(ctx context.Context, id int64) (Position, error)
-	// Replay calls fn for each event on channel after from and at most to.
-	Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error
+	// Replay calls fn for each event on channels after from and at most
+	// to, in position order.
+	Replay(ctx context.Context, channels []string, from, to Position, fn func(*Event) error) error
 	// Publish records a custom event.
 	Publish(ctx context.Context, channel, event string, data json.RawMessage) (int64, error)
 	// Announce records an event whose data is the frame members receive.

@@ -83,7 +83,7 @@ func (m *memoryLog) PositionOf(_ context.Context, id int64) (Position, error) {
 	return Position{}, ErrResyncRequired
 }
 
-func (m *memoryLog) Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error {
+func (m *memoryLog) Replay(ctx context.Context, channels []string, from, to Position, fn func(*Event) error) error {
 	if m.release != nil {
 		select {
 		case <-m.release:
@@ -95,7 +95,7 @@ func (m *memoryLog) Replay(ctx context.Context, channel string, from, to Positio
 	events := slices.Clone(m.events)
 	m.mu.Unlock()
 	for _, ev := range events {
-		if ev.Channel == channel && ev.Pos.After(from) && !ev.Pos.After(to) {
+		if slices.Contains(channels, ev.Channel) && ev.Pos.After(from) && !ev.Pos.After(to) {
 			if err := fn(ev); err != nil {
 				return err
 			}
@@ -636,5 +636,54 @@ func TestHubReplaySendsLeft(t *testing.T) {
 	send(c, fmt.Sprintf(`{"type":"subscribe","channel":"order_changes","since":"%d"}`, first.Pos.ID))
 	if got := summary(frames(t, ct)); !slices.Equal(got, []string{"subscribed order_changes", "order:left 2"}) {
 		t.Errorf("replay gave %q, want order:left for the move", got)
+	}
+}
+
+// TestStreamResumeKeepsOrderAcrossChannels: a stream of several channels
+// with one resume id (SSE's Last-Event-ID) gets its replayed and its live
+// events in position order across the channels, so that resuming after
+// any of them has no gap. Subscribed one channel after the other, the
+// second channel's replay came after the first one's live events.
+func TestStreamResumeKeepsOrderAcrossChannels(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("a", session.Access{})
+	b.grants.set("b", session.Access{})
+	logged := []*Event{
+		b.event("a", "x:created", `{"id":1}`),
+		b.event("b", "x:created", `{"id":2}`),
+		b.event("a", "x:created", `{"id":3}`),
+		b.event("b", "x:created", `{"id":4}`),
+		b.event("a", "x:created", `{"id":5}`),
+	}
+	b.hub.Dispatch(logged) // before anyone listens: only the log has them
+	b.log.release = make(chan struct{})
+	c, ct := b.connect(t, customer(1, ""))
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
+	}()
+	deadline := time.After(waitTimeout)
+	for b.hub.channelCount("a") == 0 || b.hub.channelCount("b") == 0 {
+		select {
+		case <-ct.pushed:
+		case <-deadline:
+			t.Fatal("subscriptions never registered")
+		}
+	}
+	// Live while the replay is held: b's comes first, then a's.
+	b.hub.Dispatch([]*Event{b.event("b", "x:updated", `{"id":2}`), b.event("a", "x:updated", `{"id":3}`)})
+	close(b.log.release)
+	<-done
+	b.hub.Dispatch([]*Event{b.event("a", "x:deleted", `{"id":1}`), b.event("b", "x:deleted", `{"id":2}`)})
+
+	got := summary(frames(t, ct))
+	want := []string{"subscribed a", "subscribed b",
+		"x:created 2", "x:created 3", "x:created 4", "x:created 5",
+		"x:updated 6", "x:updated 7", "x:deleted 8", "x:deleted 9"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
 	}
 }

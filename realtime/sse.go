@@ -93,9 +93,7 @@ func (t *sseTransport) readLoop(ctx context.Context, c *Client) {
 	if t.stream.LastEventID != "" {
 		since, _ = json.Marshal(t.stream.LastEventID)
 	}
-	for _, ch := range t.stream.Channels {
-		c.dispatch(ctx, clientMessage{Type: "subscribe", Channel: ch, Since: since, Filter: t.stream.Filter})
-	}
+	c.subscribeStream(ctx, t.stream.Channels, since, t.stream.Filter)
 	select {
 	case <-t.request.Done():
 	case <-c.closingCh:

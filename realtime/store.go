@@ -36,15 +36,15 @@ func (s PoolStore) PositionOf(ctx context.Context, id int64) (Position, error) {
 // reading drains, took hundreds of MB per socket.
 const replayPageBytes = 4 << 20
 
-// Replay implements EventStore, reading the channel page by page, each at
+// Replay implements EventStore, reading the channels page by page, each at
 // most PageSize rows and about replayPageBytes of data.
-func (s PoolStore) Replay(ctx context.Context, channel string, from, to Position, fn func(*Event) error) error {
+func (s PoolStore) Replay(ctx context.Context, channels []string, from, to Position, fn func(*Event) error) error {
 	page := s.PageSize
 	if page <= 0 {
 		page = 500
 	}
 	for to.After(from) {
-		rows, err := db.ChannelEventsBetween(ctx, s.DB, channel, from.Seq, from.ID, to.Seq, to.ID, page, replayPageBytes)
+		rows, err := db.ChannelEventsBetween(ctx, s.DB, channels, from.Seq, from.ID, to.Seq, to.ID, page, replayPageBytes)
 		if err != nil {
 			return err
 		}

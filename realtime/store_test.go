@@ -206,7 +206,7 @@ func TestReplayPagesByBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	var got []int64
-	err = b.store.Replay(b.ctx, "big", Position{}, end, func(ev *Event) error {
+	err = b.store.Replay(b.ctx, []string{"big"}, Position{}, end, func(ev *Event) error {
 		got = append(got, ev.Pos.ID)
 		return nil
 	})
@@ -214,7 +214,7 @@ func TestReplayPagesByBytes(t *testing.T) {
 		t.Fatalf("Replay = %v, %v; want %v", got, err, want)
 	}
 
-	rows, err := db.ChannelEventsBetween(b.ctx, b.pool, "big", 0, 0, end.Seq, end.ID, 500, 2*size)
+	rows, err := db.ChannelEventsBetween(b.ctx, b.pool, []string{"big"}, 0, 0, end.Seq, end.ID, 500, 2*size)
 	if err != nil || len(rows) != 2 {
 		t.Fatalf("a page bounded to two rows' bytes read %d rows, %v; want 2", len(rows), err)
 	}

@@ -1,6 +1,7 @@
 package realtime
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -116,23 +117,56 @@ func (s *subscription) skips(ev *Event) bool {
 }
 
 // activate flushes what arrived during the replay and turns on live delivery.
-func (s *subscription) activate() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, ev := range s.buffer {
-		if s.skips(ev) {
+func (s *subscription) activate() { activateTogether([]*subscription{s}, nil) }
+
+// activateTogether turns on live delivery of subs, one socket's, at once:
+// what each buffered during the replay and window (events the replay
+// found after the first of them was registered, see Client.replay) go out
+// merged in position order, and no live event reaches any of them before
+// that is done, so the socket's events keep their order across channels.
+// Dispatch takes one subscription's lock at a time, so holding them all
+// cannot deadlock with it.
+func activateTogether(subs []*subscription, window []delivery) {
+	for _, s := range subs {
+		s.mu.Lock()
+	}
+	defer func() {
+		for _, s := range subs {
+			s.buffer = nil
+			s.pending = false
+			s.mu.Unlock()
+		}
+	}()
+	items := window
+	for _, s := range subs {
+		for _, ev := range s.buffer {
+			items = append(items, delivery{s, ev})
+		}
+	}
+	if len(subs) > 1 || len(window) > 0 {
+		slices.SortStableFunc(items, func(a, b delivery) int {
+			switch {
+			case a.ev.Pos.After(b.ev.Pos):
+				return 1
+			case b.ev.Pos.After(a.ev.Pos):
+				return -1
+			}
+			return 0
+		})
+	}
+	for _, d := range items {
+		s, ev := d.sub, d.ev
+		if s.ended || s.skips(ev) {
 			continue
 		}
 		if !s.client.sendWire(ev.frame(s.client.wire, s.raw)) {
-			break
+			return
 		}
 		s.client.hub.stats.Delivered.Add(1)
 		if ev.Name == notificationEvent {
 			s.client.hub.markDelivered(ev)
 		}
 	}
-	s.buffer = nil
-	s.pending = false
 }
 
 func (s *subscription) end() {

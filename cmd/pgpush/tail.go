@@ -281,7 +281,7 @@ func tailConnect(ctx context.Context, cfg *pgx.ConnConfig) (*pgx.Conn, error) {
 func tailLog(ctx context.Context, conn *pgx.Conn, channel string, cursor *[2]int64, p *eventPrinter) error {
 	for {
 		for {
-			rows, err := db.ChannelEventsBetween(ctx, conn, channel, cursor[0], cursor[1], math.MaxInt64, math.MaxInt64, tailBatch, 0)
+			rows, err := db.ChannelEventsBetween(ctx, conn, []string{channel}, cursor[0], cursor[1], math.MaxInt64, math.MaxInt64, tailBatch, 0)
 			if err != nil {
 				return err
 			}
