@@ -348,14 +348,7 @@ func TestHubReplayThenLive(t *testing.T) {
 	}()
 	// The subscription is registered before its replay starts; dispatch
 	// live events as soon as it is, while the replay is held.
-	deadline := time.After(waitTimeout)
-	for b.hub.channelCount("order_changes") == 0 {
-		select {
-		case <-ct.pushed:
-		case <-deadline:
-			t.Fatal("subscription never registered")
-		}
-	}
+	b.waitRegistered(t, ct, "order_changes")
 	b.hub.Dispatch([]*Event{
 		b.event("order_changes", "order:updated", `{"id":1}`),
 		b.event("order_changes", "order:updated", `{"id":2}`),
@@ -665,14 +658,7 @@ func TestStreamResumeKeepsOrderAcrossChannels(t *testing.T) {
 		defer close(done)
 		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
 	}()
-	deadline := time.After(waitTimeout)
-	for b.hub.channelCount("a") == 0 || b.hub.channelCount("b") == 0 {
-		select {
-		case <-ct.pushed:
-		case <-deadline:
-			t.Fatal("subscriptions never registered")
-		}
-	}
+	b.waitRegistered(t, ct, "a", "b")
 	// Live while the replay is held: b's comes first, then a's.
 	b.hub.Dispatch([]*Event{b.event("b", "x:updated", `{"id":2}`), b.event("a", "x:updated", `{"id":3}`)})
 	close(b.log.release)
@@ -685,5 +671,19 @@ func TestStreamResumeKeepsOrderAcrossChannels(t *testing.T) {
 		"x:updated 6", "x:updated 7", "x:deleted 8", "x:deleted 9"}
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// waitRegistered waits until each channel has a subscription in the hub,
+// looking again whenever ft's client is sent a frame.
+func (b *hubBundle) waitRegistered(t *testing.T, ft *fakeTransport, channels ...string) {
+	t.Helper()
+	deadline := time.After(waitTimeout)
+	for slices.ContainsFunc(channels, func(ch string) bool { return b.hub.channelCount(ch) == 0 }) {
+		select {
+		case <-ft.pushed:
+		case <-deadline:
+			t.Fatalf("%v never registered", channels)
+		}
 	}
 }
