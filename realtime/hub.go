@@ -335,9 +335,9 @@ func (h *Hub) flushEach(clients []*Client) {
 	var buf []byte
 	var writes int64
 	for _, c := range clients {
-		if f, ok := c.t.(interface{ inlinePump() *pump }); ok {
+		if c.inline != nil {
 			var wrote bool
-			frames, buf, wrote = f.inlinePump().flushInline(frames, buf)
+			frames, buf, wrote = c.inline.flushInline(frames, buf)
 			if wrote {
 				writes++
 			}
@@ -354,7 +354,7 @@ func (h *Hub) hold(clients []*Client) {
 	h.heldMu.Lock()
 	defer h.heldMu.Unlock()
 	for _, c := range clients {
-		if _, ok := c.t.(interface{ inlinePump() *pump }); !ok {
+		if c.inline == nil {
 			c.t.flush()
 		} else if !c.held {
 			c.held = true

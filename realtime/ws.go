@@ -41,6 +41,7 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Pr
 	if rc, err := t.raw.(syscall.Conn).SyscallConn(); err == nil {
 		t.rc = rc
 		t.pump.writeNow = t.writeNow
+		c.inline = t.pump
 	}
 	t.frames = wsReader{maxMessage: h.opts.MaxFrameBytes}
 	t.flood = rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
@@ -292,6 +293,3 @@ func wsCloseFrame(code int, reason string) []byte {
 	}
 	return appendWSFrame(nil, websocket.CloseMessage, websocket.FormatCloseMessage(code, reason))
 }
-
-// inlinePump lets the fan-out write this socket on its own goroutine.
-func (t *wsTransport) inlinePump() *pump { return t.pump }
