@@ -688,6 +688,43 @@ func TestUpgrade(t *testing.T) {
 	}
 }
 
+// TestCloseDuringUpgrade: a socket closed while its client upgrades (after
+// "3probe", before "5") still gets its last packets, over the WebSocket:
+// the client paused polling, so no GET would fetch them.
+func TestCloseDuringUpgrade(t *testing.T) {
+	t.Parallel()
+	onConnect, conns := sockets()
+	base := startServer(t, &Server{OnConnect: onConnect})
+	c := connectPolling(t, base, "")
+	s := waitFor(t, conns)
+	c.expect(`40{"sid":`, `42["connection-confirmed"`)
+
+	pending := make(chan string, 1)
+	go func() {
+		_, body := c.get()
+		pending <- body
+	}()
+	conn := dialWS(t, base, "&sid="+url.QueryEscape(c.sid))
+	writeWS(t, conn, "2probe")
+	if got := readWS(t, conn); got != "3probe" {
+		t.Fatalf("probe reply %q, want 3probe", got)
+	}
+	if got := waitFor(t, pending); got != "6" {
+		t.Fatalf("pending GET=%q, want noop 6", got)
+	}
+	if err := s.Emit("last", "words"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close("kicked")
+	writeWS(t, conn, "5")
+	// The engine's close packet may follow: the teardown began while the
+	// session still polled.
+	got := strings.Join(wsClosed(t, conn), " ")
+	if got != `42["last","words"] 41` && got != `42["last","words"] 41 1` {
+		t.Fatalf("frames before close %q, want the last event, then DISCONNECT 41", got)
+	}
+}
+
 func TestFailedProbeKeepsPolling(t *testing.T) {
 	t.Parallel()
 	onConnect, conns := sockets()

@@ -378,13 +378,11 @@ func (s *session) probe(conn *websocket.Conn) bool {
 	if err != nil || typ != websocket.TextMessage || string(msg) != string(engineUpgrade) {
 		return false
 	}
+	// Even when the session is closing: the client stopped polling for
+	// the upgrade, so its last packets (a DISCONNECT) can only reach it
+	// here; the write pump sends what is queued, then the close frame.
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	select {
-	case <-s.closing:
-		return false
-	default:
-	}
 	s.transport = transportWebsocket
 	s.upgrade = upgradeDone
 	s.log.Debug("upgraded to websocket")
