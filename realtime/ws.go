@@ -38,10 +38,12 @@ func (h *Hub) ServeConn(ctx context.Context, conn *websocket.Conn, p *session.Pr
 	c := h.newClient(p, t, wireWS)
 	t.c = c
 	t.pump = newPump(c, t.queue, t.writeBatch, t.writeClose)
-	if rc, err := t.raw.(syscall.Conn).SyscallConn(); err == nil {
-		t.rc = rc
-		t.pump.writeNow = t.writeNow
-		c.inline = t.pump
+	if sc, ok := t.raw.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			t.rc = rc
+			t.pump.writeNow = t.writeNow
+			c.inline = t.pump
+		}
 	}
 	t.frames = wsReader{maxMessage: h.opts.MaxFrameBytes}
 	t.flood = rate.NewLimiter(rate.Limit(h.opts.MessageRate), h.opts.MessageBurst)
@@ -161,7 +163,7 @@ var readBuffers = sync.Pool{New: func() any { b := make([]byte, readBufferSize);
 func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 	rc := t.rc
 	if rc == nil {
-		c.closeWith(CloseGoingAway, "read failed")
+		t.readBlocking(ctx, c)
 		return
 	}
 	t.extendRead()
@@ -198,6 +200,24 @@ func (t *wsTransport) readLoop(ctx context.Context, c *Client) {
 		readBuffers.Put(buf)
 		if !more {
 			return // closing: finish drains the rest
+		}
+	}
+}
+
+// readBlocking is readLoop for a connection without a file descriptor of
+// its own (TLS served by this process): a goroutine blocked in Read, with
+// its buffer, for the socket's lifetime.
+func (t *wsTransport) readBlocking(ctx context.Context, c *Client) {
+	t.extendRead()
+	buf := make([]byte, readBufferSize)
+	for {
+		n, err := t.raw.Read(buf)
+		if n > 0 && !t.handleInput(ctx, buf[:n]) {
+			return
+		}
+		if err != nil {
+			c.closeWith(CloseGoingAway, "read failed")
+			return
 		}
 	}
 }

@@ -220,3 +220,44 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 		})
 	}
 }
+
+// TestServeConnOverTLS: a connection without a file descriptor of its own
+// (TLS in this process) reads and writes through the blocking fallbacks.
+func TestServeConnOverTLS(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("order_changes", session.Access{})
+	upgrader := websocket.Upgrader{}
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, err := upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		b.hub.ServeConn(context.Background(), conn, &session.Principal{UserID: 1, Role: "anonymous"}, nil)
+	}))
+	defer srv.Close()
+	dialer := websocket.Dialer{TLSClientConfig: srv.Client().Transport.(*http.Transport).TLSClientConfig}
+	conn, _, err := dialer.Dial("wss"+strings.TrimPrefix(srv.URL, "https"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	expect := func(want string) {
+		t.Helper()
+		var m map[string]any
+		if err := conn.ReadJSON(&m); err != nil {
+			t.Fatalf("waiting for %s: %v", want, err)
+		}
+		if m["type"] != want && m["event"] != want {
+			t.Fatalf("got %v, want %s", m, want)
+		}
+	}
+	expect("connected")
+	if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("subscribed")
+	b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", `{"id":1}`)})
+	expect("order:created")
+}
