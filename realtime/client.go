@@ -41,8 +41,9 @@ type Client struct {
 	// wakeMark is the fan-out round that last queued to this client; only
 	// Dispatch's goroutine touches it.
 	wakeMark uint64
-	// inline is the writer the fan-out may run on its own goroutine
-	// (pump.flushInline); nil for transports without one.
+	// inline is the writer of a /ws socket, which the fan-out and the ping
+	// sweep run on their own goroutines (pump.flushInline); nil for other
+	// transports.
 	inline *pump
 	// held: the client is in the hub's held list (Options.WriteDelay);
 	// guarded by the hub's heldMu.

@@ -237,7 +237,7 @@ func (h *Hub) Dispatch(events []*Event) {
 		if h.opts.WriteDelay > 0 {
 			h.hold(woken)
 		} else {
-			h.flushAll(woken)
+			h.stats.FanoutWrites.Add(h.flushAll(woken))
 		}
 		clear(woken)
 		woken = woken[:0]
@@ -314,26 +314,28 @@ const flushPerWorker = 256
 // every core without a goroutine per socket. It returns once every socket
 // has been written or handed to its writer: events that come meanwhile
 // wait in the listener and go out together, one write each per socket.
-func (h *Hub) flushAll(clients []*Client) {
+func (h *Hub) flushAll(clients []*Client) (writes int64) {
 	workers := min(runtime.GOMAXPROCS(0), (len(clients)+flushPerWorker-1)/flushPerWorker)
 	if workers <= 1 {
-		h.flushEach(clients)
-		return
+		return flushEach(clients)
 	}
 	per := (len(clients) + workers - 1) / workers
 	var wg sync.WaitGroup
+	var total atomic.Int64
 	for start := per; start < len(clients); start += per {
 		part := clients[start:min(start+per, len(clients))]
-		wg.Go(func() { h.flushEach(part) })
+		wg.Go(func() { total.Add(flushEach(part)) })
 	}
-	h.flushEach(clients[:per])
+	writes = flushEach(clients[:per])
 	wg.Wait()
+	return writes + total.Load()
 }
 
-func (h *Hub) flushEach(clients []*Client) {
+// flushEach writes clients one after the other and returns how many
+// writes it made.
+func flushEach(clients []*Client) (writes int64) {
 	var frames [][]byte
 	var buf []byte
-	var writes int64
 	for _, c := range clients {
 		if c.inline != nil {
 			var wrote bool
@@ -345,7 +347,7 @@ func (h *Hub) flushEach(clients []*Client) {
 			c.t.flush()
 		}
 	}
-	h.stats.FanoutWrites.Add(writes)
+	return writes
 }
 
 // hold keeps the fan-out's writes for RunWriteDelay (Options.WriteDelay).
@@ -393,7 +395,7 @@ func (h *Hub) flushHeld(spare []*Client) []*Client {
 		c.held = false
 	}
 	h.heldMu.Unlock()
-	h.flushAll(batch)
+	h.stats.FanoutWrites.Add(h.flushAll(batch))
 	clear(batch)
 	return batch
 }

@@ -111,31 +111,52 @@ func (h *Hub) end(c *Client) {
 	c.log.Info("socket closed", "code", c.closeCode, "reason", c.closeReason)
 }
 
-// RunPings sends each socket its transport's keep-alive (a WebSocket ping,
-// an SSE comment line) every period, until ctx ends: one sweep for the hub
-// instead of a timer per socket. A /ws peer that stops answering misses its
-// pong deadline and is dropped by its read loop.
+// pingSlots is how many ticks a keep-alive period is spread over: each
+// tick pings the sockets whose turn it is (by id), so 10,000 sockets are
+// not written in one burst that would hold up events behind it.
+const pingSlots = 16
+
+// RunPings sends each socket its transport's keep-alive (a WebSocket ping
+// every pingPeriod, an SSE comment line every 15 s) until ctx ends: one
+// sweep for the hub instead of a timer per socket. /ws sockets are written
+// by the sweep itself, as the fan-out does (no goroutine per socket). A
+// /ws peer that stops answering misses its pong deadline and is dropped by
+// its read loop.
 func (h *Hub) RunPings(ctx context.Context) {
-	// Every transport's keep-alive fits in one sweep: WebSocket pings
-	// well within PongWait, SSE comments every 15 s.
-	ticker := time.NewTicker(min(h.opts.pingPeriod(), sseKeepAlive))
+	wsEvery := h.opts.pingPeriod()
+	tick := max(min(wsEvery, sseKeepAlive)/pingSlots, time.Millisecond)
+	wsTicks, sseTicks := uint64(max(wsEvery/tick, 1)), uint64(max(sseKeepAlive/tick, 1))
+	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	var clients []*Client
-	for {
+	var due, inline []*Client
+	for turn := uint64(0); ; turn++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
 		}
-		clients = clients[:0]
 		h.mu.RLock()
 		for c := range h.clients {
-			clients = append(clients, c)
+			every := sseTicks
+			if c.wire == wireWS {
+				every = wsTicks
+			}
+			if (c.id+turn)%every == 0 {
+				due = append(due, c)
+			}
 		}
 		h.mu.RUnlock()
-		for _, c := range clients {
-			c.t.ping()
+		for _, c := range due {
+			if c.inline != nil {
+				c.inline.queue.pushControl(wsPingFrame)
+				inline = append(inline, c)
+			} else {
+				c.t.ping()
+			}
 		}
-		clear(clients)
+		h.flushAll(inline)
+		clear(due)
+		clear(inline)
+		due, inline = due[:0], inline[:0]
 	}
 }

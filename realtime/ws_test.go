@@ -261,3 +261,72 @@ func TestServeConnOverTLS(t *testing.T) {
 	b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", `{"id":1}`)})
 	expect("order:created")
 }
+
+// TestPingSweep: the hub's ping sweep keeps a /ws peer that answers open,
+// and one that stops answering is closed once its pong deadline passes.
+func TestPingSweep(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{PongWait: 300 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go b.hub.RunPings(ctx)
+	url := serveHub(t, b.hub)
+
+	// The answering peer: gorilla's default handler pongs while it reads.
+	answering, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer answering.Close()
+	pings := make(chan struct{}, 100)
+	answering.SetPingHandler(func(data string) error {
+		pings <- struct{}{}
+		return answering.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	read := make(chan error, 1)
+	go func() {
+		for {
+			if _, _, err := answering.ReadMessage(); err != nil {
+				read <- err
+				return
+			}
+		}
+	}()
+
+	// The silent peer reads (so it sees the close) but never pongs.
+	silent, _, err := websocket.DefaultDialer.Dial(url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	silent.SetPingHandler(func(string) error { return nil })
+	_ = silent.SetReadDeadline(time.Now().Add(waitTimeout))
+	var closeErr error
+	for closeErr == nil {
+		_, _, closeErr = silent.ReadMessage()
+	}
+	var ce *websocket.CloseError
+	if !errors.As(closeErr, &ce) || ce.Code != CloseGoingAway {
+		t.Fatalf("silent peer: %v, want close 1001", closeErr)
+	}
+
+	// By then the answering peer has been pinged past several pong
+	// deadlines, and is still open.
+	for range 3 {
+		select {
+		case <-pings:
+		case err := <-read:
+			t.Fatalf("answering peer closed: %v", err)
+		case <-time.After(waitTimeout):
+			t.Fatal("no ping")
+		}
+	}
+	if err := answering.WriteJSON(map[string]string{"type": "ping"}); err != nil {
+		t.Fatalf("answering peer: %v", err)
+	}
+	select {
+	case err := <-read:
+		t.Fatalf("answering peer closed: %v", err)
+	default:
+	}
+}
