@@ -363,6 +363,9 @@ func (c *Client) replay(ctx context.Context, subs []*subscription, upTo []Positi
 		if pushed {
 			c.hub.stats.Delivered.Add(1)
 		}
+		if errors.Is(err, errSubscriptionEnded) && !allEnded(subs) {
+			return nil // one channel revoked: the others' replay goes on
+		}
 		return err
 	})
 	if err != nil && !errors.Is(err, errClientClosing) && !errors.Is(err, errSubscriptionEnded) {
@@ -371,6 +374,18 @@ func (c *Client) replay(ctx context.Context, subs []*subscription, upTo []Positi
 		resync()
 	}
 	return window
+}
+
+func allEnded(subs []*subscription) bool {
+	for _, s := range subs {
+		s.mu.Lock()
+		ended := s.ended
+		s.mu.Unlock()
+		if !ended {
+			return false
+		}
+	}
+	return true
 }
 
 // pushPaced queues the frame next gives (nil: nothing to send) as soon as

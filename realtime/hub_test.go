@@ -687,3 +687,42 @@ func (b *hubBundle) waitRegistered(t *testing.T, ft *fakeTransport, channels ...
 		}
 	}
 }
+
+// TestStreamReplayGoesOnWhenOneChannelIsRevoked: a revoke of one of a
+// stream's channels during the merged replay ends that channel only; the
+// others' replay is not cut short.
+func TestStreamReplayGoesOnWhenOneChannelIsRevoked(t *testing.T) {
+	t.Parallel()
+	b := setupHub(t, Options{})
+	b.grants.set("a", session.Access{})
+	b.grants.set("b", session.Access{})
+	b.hub.Dispatch([]*Event{
+		b.event("a", "x:created", `{"id":1}`),
+		b.event("a", "x:created", `{"id":2}`),
+		b.event("b", "x:created", `{"id":3}`),
+		b.event("a", "x:created", `{"id":4}`),
+		b.event("b", "x:created", `{"id":5}`),
+	})
+	b.log.release = make(chan struct{})
+	c, ct := b.connect(t, customer(1, ""))
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
+	}()
+	b.waitRegistered(t, ct, "a", "b")
+	b.grants.revoke("a")
+	b.hub.Reauthorize(context.Background())
+	close(b.log.release)
+	<-done
+
+	var got []string
+	for _, f := range summary(frames(t, ct)) {
+		if !strings.HasSuffix(f, " a") { // a's subscribe, error and end
+			got = append(got, f)
+		}
+	}
+	if want := []string{"subscribed b", "x:created 3", "x:created 5"}; !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}
