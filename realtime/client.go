@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unicode/utf8"
 
 	"github.com/pgpush/pgpush/db"
@@ -46,8 +47,10 @@ type Client struct {
 	// transports.
 	inline *pump
 	// held: the client is in the hub's held list (Options.WriteDelay);
-	// guarded by the hub's heldMu.
-	held bool
+	// guarded by the hub's heldMu. wroteAt is when the fan-out last wrote
+	// to it (Unix ns).
+	held    bool
+	wroteAt atomic.Int64
 	// notifyEveryone caches the principal's rule for notifications sent
 	// to everyone (nil: not allowed); refreshed when grants change.
 	notifyEveryone atomic.Pointer[everyoneRule]
@@ -142,6 +145,8 @@ func (c *Client) queueWire(frame []byte) bool {
 	}
 	return true
 }
+
+func (c *Client) lastWrite() time.Time { return time.Unix(0, c.wroteAt.Load()) }
 
 // isClosing reports whether closeWith was called.
 func (c *Client) isClosing() bool { return c.closed.Load() }

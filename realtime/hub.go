@@ -69,11 +69,13 @@ type Options struct {
 	MessageBurst     int           // 60: client frames allowed in a burst; past the rate, 1008
 	Retention        time.Duration // 24h: how long undelivered notifications wait for a member
 	SnapshotMaxRows  int           // 10000: rows one snapshot subscribe may return
-	// WriteDelay, when set, holds the fan-out's writes to /ws sockets and
-	// makes them every WriteDelay: events that come meanwhile go out in
-	// one write per socket. It trades latency (up to WriteDelay more) for
-	// server CPU, which under fan-out is mostly one write per delivery.
-	// 0 (the default) writes at once.
+	// WriteDelay, when set, is the least time between two fan-out writes
+	// to one /ws socket: an event for a socket written less than
+	// WriteDelay ago waits for the rest of it, and the events that come
+	// meanwhile go out in the same write. A socket written longer ago is
+	// written at once, so sparse events are not delayed. It trades latency
+	// (up to WriteDelay more) for server CPU, which under fan-out is mostly
+	// one write per delivery. 0 (the default) writes at once.
 	WriteDelay time.Duration
 }
 
@@ -235,10 +237,9 @@ func (h *Hub) Dispatch(events []*Event) {
 	}
 	wake := func() {
 		if h.opts.WriteDelay > 0 {
-			h.hold(woken)
-		} else {
-			h.stats.FanoutWrites.Add(h.flushAll(woken))
+			woken = h.hold(woken, time.Now())
 		}
+		h.stats.FanoutWrites.Add(h.flushAll(woken))
 		clear(woken)
 		woken = woken[:0]
 		h.wakeRound++
@@ -339,12 +340,14 @@ func (h *Hub) flushAll(clients []*Client) (writes int64) {
 func flushEach(clients []*Client) (writes int64) {
 	var frames [][]byte
 	var buf []byte
+	now := time.Now().UnixNano()
 	for _, c := range clients {
 		if c.inline != nil {
 			var wrote bool
 			frames, buf, wrote = c.inline.flushInline(frames, buf)
 			if wrote {
 				writes++
+				c.wroteAt.Store(now)
 			}
 		} else {
 			c.t.flush()
@@ -353,54 +356,65 @@ func flushEach(clients []*Client) (writes int64) {
 	return writes
 }
 
-// hold keeps the fan-out's writes for RunWriteDelay (Options.WriteDelay).
-// Transports without an inline writer are woken at once.
-func (h *Hub) hold(clients []*Client) {
+// hold keeps back the writes to the clients written less than WriteDelay
+// before now, for RunWriteDelay, and returns the others, which are due.
+func (h *Hub) hold(clients []*Client, now time.Time) (due []*Client) {
+	due = clients[:0]
 	h.heldMu.Lock()
 	defer h.heldMu.Unlock()
 	for _, c := range clients {
-		if c.inline == nil {
-			c.t.flush()
-		} else if !c.held {
+		switch {
+		case c.held:
+		case c.inline == nil || now.Sub(c.lastWrite()) >= h.opts.WriteDelay:
+			due = append(due, c)
+		default:
 			c.held = true
 			h.held = append(h.held, c)
 		}
 	}
+	return due
 }
 
-// RunWriteDelay makes the writes the fan-out held, every
-// Options.WriteDelay, until ctx ends; without a WriteDelay it returns at
-// once.
+// RunWriteDelay makes the writes held back for Options.WriteDelay as they
+// come due, until ctx ends; without a WriteDelay it returns at once.
 func (h *Hub) RunWriteDelay(ctx context.Context) {
 	if h.opts.WriteDelay <= 0 {
 		return
 	}
-	ticker := time.NewTicker(h.opts.WriteDelay)
+	// A held write waits at most a quarter of the delay past its due time.
+	ticker := time.NewTicker(max(h.opts.WriteDelay/4, time.Millisecond))
 	defer ticker.Stop()
-	var spare []*Client
+	var due []*Client
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
+		case now := <-ticker.C:
+			due = h.flushHeld(due, now)
 		}
-		spare = h.flushHeld(spare)
 	}
 }
 
-// flushHeld makes the writes held so far; spare is a slice to reuse for
-// the next round, and it returns one.
-func (h *Hub) flushHeld(spare []*Client) []*Client {
+// flushHeld makes the held writes that are due at now; due is a slice to
+// reuse, and it returns one.
+func (h *Hub) flushHeld(due []*Client, now time.Time) []*Client {
+	due = due[:0]
 	h.heldMu.Lock()
-	batch := h.held
-	h.held = spare[:0]
-	for _, c := range batch {
-		c.held = false
+	kept := h.held[:0]
+	for _, c := range h.held {
+		if now.Sub(c.lastWrite()) >= h.opts.WriteDelay {
+			c.held = false
+			due = append(due, c)
+		} else {
+			kept = append(kept, c)
+		}
 	}
+	clear(h.held[len(kept):])
+	h.held = kept
 	h.heldMu.Unlock()
-	h.stats.FanoutWrites.Add(h.flushAll(batch))
-	clear(batch)
-	return batch
+	h.stats.FanoutWrites.Add(h.flushAll(due))
+	clear(due)
+	return due
 }
 
 // delivery is one event for one subscription: the event itself, or the

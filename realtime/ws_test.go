@@ -165,8 +165,9 @@ func TestWSFrameLengths(t *testing.T) {
 }
 
 // TestWriteDelayBatchesFanoutWrites: with Options.WriteDelay the fan-out
-// writes a socket once per round however many events came meanwhile;
-// without it, once per Dispatch.
+// writes an idle socket at once, and holds the events for a socket it
+// wrote less than WriteDelay ago until then, in one write; without it,
+// every Dispatch writes.
 func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 	t.Parallel()
 	for _, delay := range []time.Duration{0, time.Hour} {
@@ -180,7 +181,7 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 			}
 			defer conn.Close()
 			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			readType := func(want string) map[string]any {
+			readType := func(want string) {
 				t.Helper()
 				var m map[string]any
 				if err := conn.ReadJSON(&m); err != nil {
@@ -189,33 +190,35 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 				if m["type"] != want && m["event"] != want {
 					t.Fatalf("got %v, want %s", m, want)
 				}
-				return m
 			}
 			readType("connected")
 			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
 				t.Fatal(err)
 			}
 			readType("subscribed")
-			for i := range 3 {
-				b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, i))})
+			writes := b.hub.Stats().FanoutWrites.Load
+			dispatch := func(id int) {
+				b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, id))})
 			}
-			writes := b.hub.Stats().FanoutWrites.Load()
-			if delay > 0 {
-				if writes != 0 {
-					t.Fatalf("%d writes before the delay's round, want 0", writes)
-				}
-				b.hub.flushHeld(nil)
-				writes = b.hub.Stats().FanoutWrites.Load()
+			dispatch(1)
+			if got := writes(); got != 1 {
+				t.Fatalf("%d writes after the first event, want 1: an idle socket is written at once", got)
 			}
-			for range 3 {
-				readType("order:created")
-			}
+			readType("order:created")
+			dispatch(2)
+			dispatch(3)
 			want := int64(3)
 			if delay > 0 {
-				want = 1
+				if got := writes(); got != 1 {
+					t.Fatalf("%d writes after 3 events, want 1: the socket was written less than the delay ago", got)
+				}
+				b.hub.flushHeld(nil, time.Now().Add(delay))
+				want = 2
 			}
-			if writes != want {
-				t.Errorf("%d fan-out writes for 3 events, want %d", writes, want)
+			readType("order:created")
+			readType("order:created")
+			if got := writes(); got != want {
+				t.Errorf("%d fan-out writes for 3 events, want %d", got, want)
 			}
 		})
 	}
