@@ -381,8 +381,8 @@ func (h *Hub) RunWriteDelay(ctx context.Context) {
 	if h.opts.WriteDelay <= 0 {
 		return
 	}
-	// A held write waits at most a quarter of the delay past its due time.
-	ticker := time.NewTicker(max(h.opts.WriteDelay/4, time.Millisecond))
+	// A held write waits at most an eighth of the delay past its due time.
+	ticker := time.NewTicker(max(h.opts.WriteDelay/8, time.Millisecond))
 	defer ticker.Stop()
 	var due []*Client
 	for {
