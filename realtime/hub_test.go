@@ -639,26 +639,7 @@ func TestHubReplaySendsLeft(t *testing.T) {
 // second channel's replay came after the first one's live events.
 func TestStreamResumeKeepsOrderAcrossChannels(t *testing.T) {
 	t.Parallel()
-	b := setupHub(t, Options{})
-	b.grants.set("a", session.Access{})
-	b.grants.set("b", session.Access{})
-	logged := []*Event{
-		b.event("a", "x:created", `{"id":1}`),
-		b.event("b", "x:created", `{"id":2}`),
-		b.event("a", "x:created", `{"id":3}`),
-		b.event("b", "x:created", `{"id":4}`),
-		b.event("a", "x:created", `{"id":5}`),
-	}
-	b.hub.Dispatch(logged) // before anyone listens: only the log has them
-	b.log.release = make(chan struct{})
-	c, ct := b.connect(t, customer(1, ""))
-
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
-	}()
-	b.waitRegistered(t, ct, "a", "b")
+	b, ct, done := startHeldStream(t, "a", "b", "a", "b", "a")
 	// Live while the replay is held: b's comes first, then a's.
 	b.hub.Dispatch([]*Event{b.event("b", "x:updated", `{"id":2}`), b.event("a", "x:updated", `{"id":3}`)})
 	close(b.log.release)
@@ -672,6 +653,31 @@ func TestStreamResumeKeepsOrderAcrossChannels(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
+}
+
+// startHeldStream logs one x:created event on each of channels (ids 1, 2,
+// …), then subscribes a stream to "a" and "b" resuming after event 1 and
+// returns once both are registered, with their replay held until
+// b.log.release is closed; done closes when the subscribe is over.
+func startHeldStream(t *testing.T, channels ...string) (b *hubBundle, ct *fakeTransport, done chan struct{}) {
+	t.Helper()
+	b = setupHub(t, Options{})
+	b.grants.set("a", session.Access{})
+	b.grants.set("b", session.Access{})
+	var logged []*Event
+	for i, ch := range channels {
+		logged = append(logged, b.event(ch, "x:created", fmt.Sprintf(`{"id":%d}`, i+1)))
+	}
+	b.hub.Dispatch(logged) // before anyone listens: only the log has them
+	b.log.release = make(chan struct{})
+	c, ct := b.connect(t, customer(1, ""))
+	done = make(chan struct{})
+	go func() {
+		defer close(done)
+		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
+	}()
+	b.waitRegistered(t, ct, "a", "b")
+	return b, ct, done
 }
 
 // waitRegistered waits until each channel has a subscription in the hub,
@@ -693,24 +699,7 @@ func (b *hubBundle) waitRegistered(t *testing.T, ft *fakeTransport, channels ...
 // others' replay is not cut short.
 func TestStreamReplayGoesOnWhenOneChannelIsRevoked(t *testing.T) {
 	t.Parallel()
-	b := setupHub(t, Options{})
-	b.grants.set("a", session.Access{})
-	b.grants.set("b", session.Access{})
-	b.hub.Dispatch([]*Event{
-		b.event("a", "x:created", `{"id":1}`),
-		b.event("a", "x:created", `{"id":2}`),
-		b.event("b", "x:created", `{"id":3}`),
-		b.event("a", "x:created", `{"id":4}`),
-		b.event("b", "x:created", `{"id":5}`),
-	})
-	b.log.release = make(chan struct{})
-	c, ct := b.connect(t, customer(1, ""))
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.subscribeStream(context.Background(), []string{"a", "b"}, json.RawMessage(`"1"`), nil)
-	}()
-	b.waitRegistered(t, ct, "a", "b")
+	b, ct, done := startHeldStream(t, "a", "a", "b", "a", "b")
 	b.grants.revoke("a")
 	b.hub.Reauthorize(context.Background())
 	close(b.log.release)

@@ -180,22 +180,7 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer conn.Close()
-			_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-			readType := func(want string) {
-				t.Helper()
-				var m map[string]any
-				if err := conn.ReadJSON(&m); err != nil {
-					t.Fatalf("waiting for %s: %v", want, err)
-				}
-				if m["type"] != want && m["event"] != want {
-					t.Fatalf("got %v, want %s", m, want)
-				}
-			}
-			readType("connected")
-			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
-				t.Fatal(err)
-			}
-			readType("subscribed")
+			readType := subscribeOrders(t, conn)
 			writes := b.hub.Stats().FanoutWrites.Load
 			dispatch := func(id int) {
 				b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, id))})
@@ -245,22 +230,7 @@ func TestServeConnOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
-	expect := func(want string) {
-		t.Helper()
-		var m map[string]any
-		if err := conn.ReadJSON(&m); err != nil {
-			t.Fatalf("waiting for %s: %v", want, err)
-		}
-		if m["type"] != want && m["event"] != want {
-			t.Fatalf("got %v, want %s", m, want)
-		}
-	}
-	expect("connected")
-	if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
-		t.Fatal(err)
-	}
-	expect("subscribed")
+	expect := subscribeOrders(t, conn)
 	b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", `{"id":1}`)})
 	expect("order:created")
 }
@@ -332,4 +302,27 @@ func TestPingSweep(t *testing.T) {
 		t.Fatalf("answering peer closed: %v", err)
 	default:
 	}
+}
+
+// subscribeOrders subscribes conn to order_changes and returns a reader
+// that fails the test unless the next frame has the wanted type or event.
+func subscribeOrders(t *testing.T, conn *websocket.Conn) (expect func(want string)) {
+	t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(waitTimeout))
+	expect = func(want string) {
+		t.Helper()
+		var m map[string]any
+		if err := conn.ReadJSON(&m); err != nil {
+			t.Fatalf("waiting for %s: %v", want, err)
+		}
+		if m["type"] != want && m["event"] != want {
+			t.Fatalf("got %v, want %s", m, want)
+		}
+	}
+	expect("connected")
+	if err := conn.WriteJSON(map[string]string{"type": "subscribe", "channel": "order_changes"}); err != nil {
+		t.Fatal(err)
+	}
+	expect("subscribed")
+	return expect
 }

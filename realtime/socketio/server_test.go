@@ -644,20 +644,7 @@ func TestUpgrade(t *testing.T) {
 	c := connectPolling(t, base, "")
 	s := waitFor(t, conns)
 	c.expect(`40{"sid":`, `42["connection-confirmed"`)
-
-	pending := make(chan string, 1)
-	go func() {
-		_, body := c.get()
-		pending <- body
-	}()
-	conn := dialWS(t, base, "&sid="+url.QueryEscape(c.sid))
-	writeWS(t, conn, "2probe")
-	if got := readWS(t, conn); got != "3probe" {
-		t.Fatalf("probe reply %q, want 3probe", got)
-	}
-	if got := waitFor(t, pending); got != "6" {
-		t.Fatalf("pending GET=%q, want noop 6", got)
-	}
+	conn := probeUpgrade(t, base, c)
 	// Emitted before the upgrade packet: delivered over the WebSocket.
 	if err := s.Emit("queued", 1); err != nil {
 		t.Fatal(err)
@@ -698,20 +685,7 @@ func TestCloseDuringUpgrade(t *testing.T) {
 	c := connectPolling(t, base, "")
 	s := waitFor(t, conns)
 	c.expect(`40{"sid":`, `42["connection-confirmed"`)
-
-	pending := make(chan string, 1)
-	go func() {
-		_, body := c.get()
-		pending <- body
-	}()
-	conn := dialWS(t, base, "&sid="+url.QueryEscape(c.sid))
-	writeWS(t, conn, "2probe")
-	if got := readWS(t, conn); got != "3probe" {
-		t.Fatalf("probe reply %q, want 3probe", got)
-	}
-	if got := waitFor(t, pending); got != "6" {
-		t.Fatalf("pending GET=%q, want noop 6", got)
-	}
+	conn := probeUpgrade(t, base, c)
 	if err := s.Emit("last", "words"); err != nil {
 		t.Fatal(err)
 	}
@@ -881,4 +855,25 @@ func TestShutdown(t *testing.T) {
 	if status != http.StatusServiceUnavailable {
 		t.Fatalf("handshake after Shutdown: %d %q, want 503", status, body)
 	}
+}
+
+// probeUpgrade opens a WebSocket for c's session and probes it: the
+// server answers "3probe", and c's pending GET gets a noop. The upgrade
+// packet "5" is the caller's to send.
+func probeUpgrade(t *testing.T, base string, c *pollClient) *websocket.Conn {
+	t.Helper()
+	pending := make(chan string, 1)
+	go func() {
+		_, body := c.get()
+		pending <- body
+	}()
+	conn := dialWS(t, base, "&sid="+url.QueryEscape(c.sid))
+	writeWS(t, conn, "2probe")
+	if got := readWS(t, conn); got != "3probe" {
+		t.Fatalf("probe reply %q, want 3probe", got)
+	}
+	if got := waitFor(t, pending); got != "6" {
+		t.Fatalf("pending GET=%q, want noop 6", got)
+	}
+	return conn
 }
