@@ -40,6 +40,32 @@ func SequencerRest(ctx context.Context, conn Querier) (n int64, idle bool, err e
 	return n, true, err
 }
 
+// SequenceEvents does a Sequence (raising the "awake" flag first when
+// wake is true) and returns up to limit events of the transactions it
+// numbered, in delivery order: the sequencer's round in one statement,
+// so that it does not read the log a second time. No event means nothing
+// was numbered. limit events may mean more were numbered, which EventsAfter
+// reads. The events are returned only once the statement has committed,
+// so their positions are durable: a crash cannot number them again
+// differently.
+func SequenceEvents(ctx context.Context, conn Querier, wake bool, limit int) ([]EventRow, error) {
+	var flag *bool
+	if wake {
+		flag = &wake
+	}
+	rows, err := conn.Query(ctx, `SELECT * FROM pgpush.sequence_events($1, $2)`, flag, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sequence commits: %w", err)
+	}
+	// collectEvents reads to the end of the result, and pgx reports the
+	// statement's outcome, its commit included, only there.
+	events, err := collectEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sequence commits: %w", err)
+	}
+	return events, nil
+}
+
 func sequence(ctx context.Context, q Querier, flag *bool) (int64, error) {
 	var n int64
 	if err := q.QueryRow(ctx, `SELECT pgpush.sequence($1)`, flag).Scan(&n); err != nil {
