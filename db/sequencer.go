@@ -19,14 +19,9 @@ func Sequence(ctx context.Context, q Querier) (int64, error) {
 	return sequence(ctx, q, nil)
 }
 
-// SequencerWake raises the flag that tells committing writers the
-// sequencer is reading, so they skip the doorbell, then does a Sequence.
-func SequencerWake(ctx context.Context, conn Querier) (int64, error) {
-	raise := true
-	return sequence(ctx, conn, &raise)
-}
-
-// SequencerRest lowers the flag. When every writer that could have seen it
+// SequencerRest lowers the "awake" flag that a waking SequenceEvents
+// raised (while it is up, committing writers skip the doorbell: the
+// sequencer is reading anyway). When every writer that could have seen it
 // up has finished committing, it does one more Sequence, which covers them
 // all, and reports idle: the sequencer may sleep until the next doorbell
 // if nothing was numbered. Otherwise some are still committing and it

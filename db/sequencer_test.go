@@ -94,8 +94,8 @@ func TestSequenceEventsLimit(t *testing.T) {
 }
 
 // TestSequenceEventsWakeRaisesFlag: a waking round raises the "awake"
-// flag on its session, as SequencerWake does, so writers skip the
-// doorbell; lowering it stays with SequencerRest.
+// flag on its session, so writers skip the doorbell; lowering it stays
+// with SequencerRest.
 func TestSequenceEventsWakeRaisesFlag(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
