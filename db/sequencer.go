@@ -19,14 +19,9 @@ func Sequence(ctx context.Context, q Querier) (int64, error) {
 	return sequence(ctx, q, nil)
 }
 
-// SequencerWake raises the flag that tells committing writers the
-// sequencer is reading, so they skip the doorbell, then does a Sequence.
-func SequencerWake(ctx context.Context, conn Querier) (int64, error) {
-	raise := true
-	return sequence(ctx, conn, &raise)
-}
-
-// SequencerRest lowers the flag. When every writer that could have seen it
+// SequencerRest lowers the "awake" flag that a waking SequenceEvents
+// raised (while it is up, committing writers skip the doorbell: the
+// sequencer is reading anyway). When every writer that could have seen it
 // up has finished committing, it does one more Sequence, which covers them
 // all, and reports idle: the sequencer may sleep until the next doorbell
 // if nothing was numbered. Otherwise some are still committing and it
@@ -38,6 +33,32 @@ func SequencerRest(ctx context.Context, conn Querier) (n int64, idle bool, err e
 		return 0, false, err
 	}
 	return n, true, err
+}
+
+// SequenceEvents does a Sequence (raising the "awake" flag first when
+// wake is true) and returns up to limit events of the transactions it
+// numbered, in delivery order: the sequencer's round in one statement,
+// so that it does not read the log a second time. No event means nothing
+// was numbered. limit events may mean more were numbered, which EventsAfter
+// reads. The events are returned only once the statement has committed,
+// so their positions are durable: a crash cannot number them again
+// differently.
+func SequenceEvents(ctx context.Context, conn Querier, wake bool, limit int) ([]EventRow, error) {
+	var flag *bool
+	if wake {
+		flag = &wake
+	}
+	rows, err := conn.Query(ctx, `SELECT * FROM pgpush.sequence_events($1, $2)`, flag, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sequence commits: %w", err)
+	}
+	// collectEvents reads to the end of the result, and pgx reports the
+	// statement's outcome, its commit included, only there.
+	events, err := collectEvents(rows)
+	if err != nil {
+		return nil, fmt.Errorf("sequence commits: %w", err)
+	}
+	return events, nil
 }
 
 func sequence(ctx context.Context, q Querier, flag *bool) (int64, error) {

@@ -423,12 +423,8 @@ func (l *Listener) sequence(ctx context.Context) error {
 	poll := minPoll
 	for {
 		began := time.Now()
-		n, err := db.SequencerWake(ctx, l.conn)
-		for err == nil {
-			var more bool
-			if more, err = l.afterRound(ctx, n); err != nil || !more {
-				break
-			}
+		more, err := l.round(ctx, true)
+		for err == nil && more {
 			poll = minPoll
 			// Rounds start at most every roundEvery: each one that
 			// numbers something commits, and its WAL flush would
@@ -437,7 +433,7 @@ func (l *Listener) sequence(ctx context.Context) error {
 				return ctx.Err()
 			}
 			began = time.Now()
-			n, err = db.Sequence(ctx, l.conn)
+			more, err = l.round(ctx, false)
 		}
 		if err != nil {
 			return err
@@ -458,6 +454,32 @@ func (l *Listener) sequence(ctx context.Context) error {
 		}
 		poll = min(2*poll, maxPoll)
 	}
+}
+
+// round numbers what committed since the last one (raising the "awake"
+// flag first when wake is true), dispatches it, and reports whether there
+// may be more, as afterRound does. The numbering statement returns the
+// events it numbered (db.SequenceEvents), so a round is one statement;
+// the log is read page by page only when a round numbered more than one
+// page, or numbered after commits this listener has not read.
+func (l *Listener) round(ctx context.Context, wake bool) (more bool, err error) {
+	limit := l.batchSize()
+	rows, err := db.SequenceEvents(ctx, l.conn, wake, limit)
+	if err != nil {
+		return false, err
+	}
+	if len(rows) > 0 && rows[0].Seq == l.cursor.Seq+1 {
+		l.deliver(rows)
+	}
+	if len(rows) == limit || (len(rows) > 0 && l.cursor.Seq < rows[len(rows)-1].Seq) {
+		if err := l.catchUp(ctx); err != nil {
+			return false, err
+		}
+	}
+	l.drain(ctx)
+	more = len(rows) > 0 || l.rung
+	l.rung = false
+	return more, nil
 }
 
 // afterRound reads the n commits a round numbered, and reports whether
@@ -516,10 +538,7 @@ func (l *Listener) control(n *pgconn.Notification) {
 // catchUp reads and dispatches everything after the cursor, acting on
 // notifications between pages.
 func (l *Listener) catchUp(ctx context.Context) error {
-	batchSize := l.BatchSize
-	if batchSize <= 0 {
-		batchSize = 1000
-	}
+	batchSize := l.batchSize()
 	for {
 		rows, err := db.EventsAfter(ctx, l.conn, l.cursor.Seq, l.cursor.ID, batchSize)
 		if err != nil {
@@ -528,20 +547,32 @@ func (l *Listener) catchUp(ctx context.Context) error {
 		if len(rows) == 0 {
 			return nil
 		}
-		events := make([]*Event, len(rows))
-		for i, r := range rows {
-			events[i] = EventFromRow(r)
-		}
-		l.DispatchFunc(events)
-		last := events[len(events)-1]
-		l.cursor = last.Pos
-		l.lag.Store(time.Since(last.Time).Milliseconds())
+		l.deliver(rows)
 		if len(rows) < batchSize {
 			return nil
 		}
 		// A long read (a large transaction) must not hold up a logout.
 		l.drain(ctx)
 	}
+}
+
+// deliver dispatches rows, which follow the cursor, and moves it past them.
+func (l *Listener) deliver(rows []db.EventRow) {
+	events := make([]*Event, len(rows))
+	for i, r := range rows {
+		events[i] = EventFromRow(r)
+	}
+	l.DispatchFunc(events)
+	last := events[len(events)-1]
+	l.cursor = last.Pos
+	l.lag.Store(time.Since(last.Time).Milliseconds())
+}
+
+func (l *Listener) batchSize() int {
+	if l.BatchSize > 0 {
+		return l.BatchSize
+	}
+	return 1000
 }
 
 // EventFromRow converts a row of the event log.

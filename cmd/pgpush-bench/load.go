@@ -37,6 +37,12 @@ type writeLoad struct {
 	// Customer, when set, gives each inserted row's customer_id from its
 	// key (the per-user scenarios); nil keeps one customer per sequence.
 	Customer func(key uint64) int64
+	// BackendCPU, when set, receives the CPU seconds the writers'
+	// PostgreSQL backends used (read from /proc just before they close:
+	// a backend lives exactly as long as its writer's connection), so a
+	// run can tell the writers' share of PostgreSQL's CPU from the
+	// listener's. Only meaningful when PostgreSQL runs on this machine.
+	BackendCPU *float64
 }
 
 const (
@@ -117,7 +123,16 @@ func runWriters(ctx context.Context, l writeLoad, committed *atomic.Int64) (comm
 		})
 	}
 	wg.Wait()
-	return log, time.Since(start), errors.Join(errs...)
+	elapsed := time.Since(start)
+	if l.BackendCPU != nil {
+		*l.BackendCPU = 0
+		for _, c := range conns {
+			if secs, err := cpuSeconds(int(c.PgConn().PID())); err == nil {
+				*l.BackendCPU += secs
+			}
+		}
+	}
+	return log, elapsed, errors.Join(errs...)
 }
 
 // target is where subscribers connect.

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat's CPU times; it is
@@ -407,4 +409,42 @@ func (h latencyHistogram) quantileBound(before latencyHistogram, q float64) floa
 		}
 	}
 	return h.le[len(h.le)-1]
+}
+
+// backendPIDs lists the PostgreSQL backends whose application_name is
+// name (none with an unreachable database: the figure is then missing,
+// not wrong).
+func (b *bench) backendPIDs(ctx context.Context, name string) []int {
+	if b.postmaster <= 0 {
+		return nil
+	}
+	conn, err := pgx.Connect(ctx, b.dbURL)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	rows, err := conn.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, name)
+	if err != nil {
+		return nil
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil
+	}
+	out := make([]int, len(pids))
+	for i, p := range pids {
+		out[i] = int(p)
+	}
+	return out
+}
+
+// sumCPUSeconds adds up the CPU time of processes that still exist.
+func sumCPUSeconds(pids []int) float64 {
+	var total float64
+	for _, pid := range pids {
+		if secs, err := cpuSeconds(pid); err == nil {
+			total += secs
+		}
+	}
+	return total
 }

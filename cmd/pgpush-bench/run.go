@@ -74,7 +74,14 @@ type result struct {
 	ServerCPUSecs   []float64 `json:"server_cpu_s,omitempty"`
 	IdleRSSPerConn  float64   `json:"rss_bytes_per_idle_socket,omitempty"`
 	PostgresCPUSecs float64   `json:"postgres_cpu_s"` // the throwaway cluster only; 0 with --database-url
-	BenchCPUSecs    float64   `json:"bench_cpu_s"`    // this process: writers and receiving sockets
+	// WriterBackendCPUSecs and ListenerBackendCPUSecs split
+	// PostgresCPUSecs: the writers' backends (trigger, commit), and the
+	// backend of pgpush's listener (the sequencer's numbering and the
+	// log reads, with one instance). The rest is pool connections, WAL
+	// writer, checkpointer, autovacuum. Throwaway cluster only.
+	WriterBackendCPUSecs   float64 `json:"writer_backend_cpu_s,omitempty"`
+	ListenerBackendCPUSecs float64 `json:"listener_backend_cpu_s,omitempty"`
+	BenchCPUSecs           float64 `json:"bench_cpu_s"` // this process: writers and receiving sockets
 	// OtherCPUSecs is the machine's busy CPU time from the writers' start
 	// to the end of the drain minus servers, bench and PostgreSQL: other
 	// processes competing for the cores.
@@ -218,6 +225,8 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 		histBefore, _ = scrapeLatency(ctx, procs[0].addr)
 	}
 	pgBefore := postgresCPUSeconds(b.postmaster)
+	listenerPIDs := b.backendPIDs(ctx, "pgpush-listener")
+	listenerBefore := sumCPUSeconds(listenerPIDs)
 	benchBefore, _ := cpuSeconds(os.Getpid())
 	busy0, steal0, total0 := hostCPU()
 
@@ -243,8 +252,10 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	profiled := b.profileCPU(ctx, s, procs)
 	stopSelfProfile := b.profileSelf(s)
 	writeStart := now()
+	var writerBackendCPU float64
 	log, elapsed, werr := runWriters(ctx, writeLoad{URL: b.dbURL, Writers: s.Writers, Rate: s.Rate,
-		Mode: s.Mode, Payload: s.Payload, Duration: time.Duration(s.Duration * float64(time.Second))}, &committed)
+		Mode: s.Mode, Payload: s.Payload, Duration: time.Duration(s.Duration * float64(time.Second)),
+		BackendCPU: &writerBackendCPU}, &committed)
 	windowEnd := now()
 	stopSampling()
 	<-samplerDone
@@ -274,6 +285,10 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	r.DrainSeconds = time.Since(drainStart).Seconds()
 	pgAfter := postgresCPUSeconds(b.postmaster)
 	r.PostgresCPUSecs = pgAfter - pgBefore
+	if b.postmaster > 0 {
+		r.WriterBackendCPUSecs = writerBackendCPU
+		r.ListenerBackendCPUSecs = sumCPUSeconds(listenerPIDs) - listenerBefore
+	}
 	if benchAfter, err := cpuSeconds(os.Getpid()); err == nil {
 		r.BenchCPUSecs = benchAfter - benchBefore
 	}
@@ -560,6 +575,10 @@ func (r *result) line() string {
 			if r.WriteSyscallsPerDelivery > 0 {
 				fmt.Fprintf(&sb, " (%.2f write syscalls per delivery)", r.WriteSyscallsPerDelivery)
 			}
+		}
+		if r.WriterBackendCPUSecs > 0 && r.RowsCommitted > 0 {
+			fmt.Fprintf(&sb, ", postgres µs/row: writers %.0f listener %.0f",
+				1e6*r.WriterBackendCPUSecs/float64(r.RowsCommitted), 1e6*r.ListenerBackendCPUSecs/float64(r.RowsCommitted))
 		}
 		fmt.Fprintf(&sb, ", bench CPU %.1fs, postgres CPU %.1fs, other processes %.1fs, host busy %.0f%% steal %.0f%%",
 			r.BenchCPUSecs, r.PostgresCPUSecs, r.OtherCPUSecs, 100*r.HostCPUBusy, 100*r.HostCPUSteal)
