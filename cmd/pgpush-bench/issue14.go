@@ -66,15 +66,7 @@ func cpuPerDeliveryUs(r *result) float64 {
 // fanout-5k against issue 14's targets. Idle memory per socket is issue 7's
 // idle-10k target, evaluated with the others.
 func issue14Targets(results []*result) []targetResult {
-	find := func(scenario, kind string) []*result {
-		var out []*result
-		for _, r := range results {
-			if r.Scenario == scenario && r.Kind == kind && r.Error == "" {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
+	find := func(scenario, kind string) []*result { return resultsOf(results, scenario, kind) }
 	var ts []targetResult
 	for _, name := range []string{"match-10k", "filter-10k"} {
 		rs := find(name, kindPgpush)

@@ -238,17 +238,21 @@ type targetResult struct {
 	Met      bool    `json:"met"`
 }
 
+// resultsOf returns the results of one scenario and kind that ran without
+// an error.
+func resultsOf(results []*result, scenario, kind string) []*result {
+	var out []*result
+	for _, r := range results {
+		if r.Scenario == scenario && r.Kind == kind && r.Error == "" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // evaluateTargets reads the scenarios' results against issue 7's targets.
 func evaluateTargets(results []*result) []targetResult {
-	find := func(scenario, kind string) []*result {
-		var out []*result
-		for _, r := range results {
-			if r.Scenario == scenario && r.Kind == kind && r.Error == "" {
-				out = append(out, r)
-			}
-		}
-		return out
-	}
+	find := func(scenario, kind string) []*result { return resultsOf(results, scenario, kind) }
 	var ts []targetResult
 	if rs := find("keepup", kindPgpush); len(rs) > 0 {
 		r := rs[0]
