@@ -347,22 +347,10 @@ func (b *bench) measureOwnedInto(ctx context.Context, r *result, targets []targe
 	busy0, steal0, total0 := hostCPU()
 
 	var committed atomic.Int64
-	sampleCtx, stopSampling := context.WithCancel(ctx)
-	samplerDone := make(chan struct{})
-	go func() {
-		defer close(samplerDone)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-sampleCtx.Done():
-				return
-			case <-t.C:
-				got := delivered() // first, so a sample is never negative
-				r.Backlog = append(r.Backlog, committed.Load()-got)
-			}
-		}
-	}()
+	stopSampling := sampleBacklog(ctx, r, func() int64 {
+		got := delivered() // first, so a sample is never negative
+		return committed.Load() - got
+	})
 	procs := []*process{p}
 	profiled := b.profileCPU(ctx, s, procs)
 	stopSelfProfile := b.profileSelf(s)
@@ -373,7 +361,6 @@ func (b *bench) measureOwnedInto(ctx context.Context, r *result, targets []targe
 		Customer: func(key uint64) int64 { return customerOf(key, n) }}, &committed)
 	windowEnd := now()
 	stopSampling()
-	<-samplerDone
 	r.Profiles = append(profiled(), stopSelfProfile()...)
 	busy1, steal1, total1 := hostCPU()
 	if total1 > total0 {

@@ -231,24 +231,12 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 	busy0, steal0, total0 := hostCPU()
 
 	var committed atomic.Int64
-	sampleCtx, stopSampling := context.WithCancel(ctx)
-	samplerDone := make(chan struct{})
-	go func() {
-		defer close(samplerDone)
-		t := time.NewTicker(time.Second)
-		defer t.Stop()
-		for {
-			select {
-			case <-sampleCtx.Done():
-				return
-			case <-t.C:
-				// Delivered first: rows committed after it only add backlog,
-				// so a sample is never negative.
-				got := delivered()
-				r.Backlog = append(r.Backlog, committed.Load()*receivers-got)
-			}
-		}
-	}()
+	stopSampling := sampleBacklog(ctx, r, func() int64 {
+		// Delivered first: rows committed after it only add backlog, so a
+		// sample is never negative.
+		got := delivered()
+		return committed.Load()*receivers - got
+	})
 	profiled := b.profileCPU(ctx, s, procs)
 	stopSelfProfile := b.profileSelf(s)
 	writeStart := now()
@@ -258,7 +246,6 @@ func (b *bench) measureInto(ctx context.Context, r *result) error {
 		BackendCPU: &writerBackendCPU}, &committed)
 	windowEnd := now()
 	stopSampling()
-	<-samplerDone
 	r.Profiles = append(profiled(), stopSelfProfile()...)
 	busy1, steal1, total1 := hostCPU()
 	if total1 > total0 {
@@ -702,4 +689,28 @@ func boundText(ms float64) string {
 		return "> 10000"
 	}
 	return fmt.Sprintf("≤ %g", ms)
+}
+
+// sampleBacklog appends backlog() to r.Backlog every second until the
+// returned stop is called; stop returns once the sampler has ended.
+func sampleBacklog(ctx context.Context, r *result, backlog func() int64) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				r.Backlog = append(r.Backlog, backlog())
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
