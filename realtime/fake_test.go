@@ -38,7 +38,7 @@ func (f *fakeTransport) pushWithin(frame []byte, limit int) bool {
 
 func (f *fakeTransport) drained() <-chan struct{} { return f.room }
 func (f *fakeTransport) flush()                   {}
-func (f *fakeTransport) ping()                    {}
+func (f *fakeTransport) queuePing()               {}
 
 func (f *fakeTransport) closing() { close(f.closed) }
 

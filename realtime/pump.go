@@ -165,7 +165,4 @@ func (q *pumped) flush() { q.pump.kick() }
 
 func (q *pumped) closing() { q.pump.kick() }
 
-func (q *pumped) ping() {
-	q.queue.pushControl(q.keepAlive)
-	q.pump.kick()
-}
+func (q *pumped) queuePing() { q.queue.pushControl(q.keepAlive) }

@@ -80,8 +80,8 @@ func (t *sioTransport) drained() <-chan struct{} { return t.sock.Drained() }
 
 // flush and ping: the session writes as soon as a packet is queued, and
 // keeps its own Engine.IO heartbeat.
-func (t *sioTransport) flush() {}
-func (t *sioTransport) ping()  {}
+func (t *sioTransport) flush()     {}
+func (t *sioTransport) queuePing() {}
 
 func (t *sioTransport) closing() { t.sock.Close(t.c.closeReason) }
 

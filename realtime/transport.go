@@ -22,8 +22,9 @@ type transport interface {
 	// flush wakes the writer after a run of pushes: the fan-out queues a
 	// run of events first, so a busy socket gets them in one write.
 	flush()
-	// ping queues a heartbeat when the transport needs one from the hub.
-	ping()
+	// queuePing queues a heartbeat when the transport needs one from the
+	// hub, without waking the writer: the caller flushes.
+	queuePing()
 	// readLoop reads the peer's messages and hands each to c.handleMessage
 	// until the peer leaves or c starts closing.
 	readLoop(ctx context.Context, c *Client)
@@ -128,7 +129,7 @@ func (h *Hub) RunPings(ctx context.Context) {
 	wsTicks, sseTicks := uint64(max(wsEvery/tick, 1)), uint64(max(sseKeepAlive/tick, 1))
 	ticker := time.NewTicker(tick)
 	defer ticker.Stop()
-	var due, inline []*Client
+	var due []*Client
 	for turn := uint64(0); ; turn++ {
 		select {
 		case <-ctx.Done():
@@ -147,16 +148,10 @@ func (h *Hub) RunPings(ctx context.Context) {
 		}
 		h.mu.RUnlock()
 		for _, c := range due {
-			if c.inline != nil {
-				c.inline.queue.pushControl(wsPingFrame)
-				inline = append(inline, c)
-			} else {
-				c.t.ping()
-			}
+			c.t.queuePing()
 		}
-		h.flushAll(inline)
+		h.flushAll(due)
 		clear(due)
-		clear(inline)
-		due, inline = due[:0], inline[:0]
+		due = due[:0]
 	}
 }
