@@ -82,15 +82,23 @@ func (p *pump) flushInline(frames [][]byte, buf []byte) (_ [][]byte, _ []byte, w
 		}
 	}
 	clear(frames)
+	if !p.stopIfIdle() {
+		go p.run(nil)
+	}
+	return frames, buf, wrote
+}
+
+// stopIfIdle ends the writer's turn unless frames or a close came after
+// its last drain; under mu, so a kick that follows a push either sees the
+// writer running or starts one. It reports whether the turn ended.
+func (p *pump) stopIfIdle() bool {
 	p.mu.Lock()
+	defer p.mu.Unlock()
 	if p.queue.len() == 0 && !p.closed.Load() {
 		p.running = false
-		p.mu.Unlock()
-		return frames, buf, wrote
+		return true
 	}
-	p.mu.Unlock()
-	go p.run(nil)
-	return frames, buf, wrote
+	return false
 }
 
 // unwritten is what is left of frames once their first n bytes are
@@ -126,13 +134,9 @@ func (p *pump) run(pending [][]byte) {
 		}
 		batch = p.queue.drain(batch[:0])
 		if len(batch) == 0 {
-			p.mu.Lock()
-			if p.queue.len() == 0 && !p.closed.Load() {
-				p.running = false
-				p.mu.Unlock()
+			if p.stopIfIdle() {
 				return
 			}
-			p.mu.Unlock()
 			continue
 		}
 		p.writeBatch(batch)
