@@ -60,8 +60,12 @@ func TestMigrationsDownAndUpKeepEvents(t *testing.T) {
 			t.Fatalf("migrate up: %v", err)
 		}
 	}
-	if n := count(`SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgpush_capture_%' AND tgrelid = 'orders'::regclass`); n != 4 {
-		t.Fatalf("%d statement triggers after migrating up, want 4 (insert, update, delete, truncate)", n)
+	if n := count(`SELECT count(*) FROM pg_trigger WHERE tgname LIKE 'pgpush_capture%' AND tgrelid = 'orders'::regclass`); n != 2 {
+		t.Fatalf("%d capture triggers after migrating up, want 2 (the row trigger and truncate)", n)
+	}
+	if n := count(`SELECT count(*) FROM pg_trigger WHERE tgname = 'pgpush_capture' AND tgrelid = 'orders'::regclass
+		AND tgfoid::regproc::text = 'pgpush.capture_' || tgrelid::oid`); n != 1 {
+		t.Fatalf("%d row triggers calling the generated function after migrating up, want 1", n)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) VALUES (5)`)
 	got := events(t, tb)

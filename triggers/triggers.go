@@ -1,10 +1,11 @@
 // Package triggers owns the SQL that `pgpush watch` installs on an
-// application table and `pgpush unwatch` removes: statement triggers with
-// transition tables, one per operation, calling the generic
-// pgpush.capture_rows() function with the table's entity, channel and
-// column rules as arguments (migration 00007). A partition or an
-// inheritance child gets one row trigger calling pgpush.capture() instead,
-// since statements on its parent change its rows too.
+// application table and `pgpush unwatch` removes: one row trigger calling
+// a function generated for the table, pgpush.capture_<oid>(), whose
+// entity, channel and column rules are constants (pgpush.install_capture,
+// migration 00013). A partitioned table keeps the statement triggers with
+// transition tables that call the generic pgpush.capture_rows() with
+// those rules as arguments (migration 00007): a row trigger on it would be
+// cloned onto its partitions under the same name.
 package triggers
 
 import (
@@ -23,8 +24,7 @@ import (
 )
 
 // TriggerName is the name of the row trigger pgpush installs on a watched
-// partition or inheritance child, and the prefix of the statement
-// triggers on any other watched table.
+// table, and the prefix of the statement triggers on a partitioned one.
 const TriggerName = "pgpush_capture"
 
 // statementTriggers are the names of the statement triggers, by operation.
@@ -83,8 +83,9 @@ type Watched struct {
 
 	tzColumns    []string
 	naiveColumns []string
-	// rowTrigger: the table is a partition or an inheritance child.
-	rowTrigger bool
+	// statementTriggers: the table is partitioned (and not itself a
+	// partition), so it gets the generic statement triggers.
+	statementTriggers bool
 }
 
 // Singular turns a table name into an entity name: orders → order,
@@ -210,9 +211,8 @@ func CreateSQL(table string, w Watched) string {
 	fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER TRUNCATE ON %s\n"+
 		"    FOR EACH STATEMENT EXECUTE FUNCTION pgpush.capture_truncate(%s, %s);\n",
 		TruncateTriggerName, table, literal(w.Entity), literal(w.Channel))
-	if w.rowTrigger {
-		fmt.Fprintf(&b, "CREATE TRIGGER %s AFTER INSERT OR UPDATE OR DELETE ON %s\n"+
-			"    FOR EACH ROW EXECUTE FUNCTION pgpush.capture(%s);\n", TriggerName, table, args)
+	if !w.statementTriggers {
+		fmt.Fprintf(&b, "SELECT pgpush.install_capture(%s, ARRAY[%s]);\n", literal(table), args)
 		return b.String()
 	}
 	for _, tg := range statementTriggers {
@@ -230,6 +230,7 @@ func DropSQL(table string) string {
 	for _, tg := range statementTriggers {
 		fmt.Fprintf(&b, "DROP TRIGGER IF EXISTS %s ON %s;\n", tg.name, table)
 	}
+	b.WriteString("SELECT pgpush.drop_unused_captures();\n")
 	return b.String()
 }
 
@@ -257,12 +258,12 @@ type table struct {
 	name    string
 	quoted  string
 	columns []Column
-	child   bool // a partition or an inheritance child
+	kind    string // pg_class.relkind: r or p
+	child   bool   // a partition or an inheritance child
 }
 
 func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 	var t table
-	var kind string
 	if strings.TrimSpace(name) == "" {
 		return table{}, fmt.Errorf("table %q does not exist", name)
 	}
@@ -277,7 +278,7 @@ func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 				SELECT c.oid, n.nspname, c.relname, c.relkind::text,
 				       c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
 				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &kind, &t.child)
+				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &t.kind, &t.child)
 		})
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == invalidNameSyntax) {
@@ -292,7 +293,7 @@ func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 	if !found {
 		return table{}, fmt.Errorf("table %q does not exist", name)
 	}
-	if kind != "r" && kind != "p" {
+	if t.kind != "r" && t.kind != "p" {
 		return table{}, fmt.Errorf("%q is not a table", name)
 	}
 	if t.schema == "pgpush" {
@@ -343,7 +344,7 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Watched, error)
 			return err
 		}
 		w.Table = t.displayName()
-		w.rowTrigger = t.child
+		w.statementTriggers = t.kind == "p" && !t.child
 		if _, err := tx.Exec(ctx, CreateSQL(t.quoted, w)); err != nil {
 			return fmt.Errorf("create trigger on %s: %w", w.Table, err)
 		}

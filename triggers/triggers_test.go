@@ -79,16 +79,17 @@ var ordersColumns = []Column{
 
 // TestCreateSQLGolden checks the DDL that Watch runs against testdata/*.golden.
 // The same cases run for real in watch_test.go; this catches any change in
-// the text, which is the contract with pgpush.capture()'s TG_ARGV.
+// the text, which is the contract with pgpush.install_capture()'s and
+// pgpush.capture_rows()'s arguments.
 func TestCreateSQLGolden(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name    string
-		cfg     Config
-		schema  string
-		relname string
-		columns []Column
-		child   bool // a partition or an inheritance child: one row trigger
+		name        string
+		cfg         Config
+		schema      string
+		relname     string
+		columns     []Column
+		partitioned bool // a partitioned table: the generic statement triggers
 	}{
 		{
 			name:    "defaults",
@@ -144,10 +145,10 @@ func TestCreateSQLGolden(t *testing.T) {
 			columns: []Column{{"id", "int8"}, {"name", "text"}},
 		},
 		{
-			name:    "partition",
-			relname: "orders_2026",
-			columns: ordersColumns,
-			child:   true,
+			name:        "partitioned",
+			relname:     "orders",
+			columns:     ordersColumns,
+			partitioned: true,
 		},
 		{
 			name:    "odd_names",
@@ -170,7 +171,7 @@ func TestCreateSQLGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("resolve(%+v) error: %v", tt.cfg, err)
 			}
-			w.rowTrigger = tt.child
+			w.statementTriggers = tt.partitioned
 			schema := tt.schema
 			if schema == "" {
 				schema = "public"

@@ -319,8 +319,9 @@ func TestWatchDefaultEntityOfOddName(t *testing.T) {
 	}
 }
 
-// triggerCount counts pgpush's triggers on table: three statement
-// triggers on a plain table, one row trigger on a partition.
+// triggerCount counts pgpush's triggers on table: the row trigger and the
+// truncate trigger, or on a partitioned table three statement triggers
+// and the truncate trigger.
 func triggerCount(t *testing.T, tb testBundle, table string) int {
 	t.Helper()
 	var n int
@@ -328,6 +329,18 @@ func triggerCount(t *testing.T, tb testBundle, table string) int {
 		table, TriggerName).Scan(&n)
 	if err != nil {
 		t.Fatalf("count triggers: %v", err)
+	}
+	return n
+}
+
+// captureFunctions counts the functions generated for watched tables.
+func captureFunctions(t *testing.T, tb testBundle) int {
+	t.Helper()
+	var n int
+	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_proc
+		WHERE pronamespace = 'pgpush'::regnamespace AND proname ~ '^capture_[0-9]+$'`).Scan(&n)
+	if err != nil {
+		t.Fatalf("count capture functions: %v", err)
 	}
 	return n
 }
@@ -340,8 +353,11 @@ func TestWatchTwiceReconfigures(t *testing.T) {
 	if got, want := w.Channel, "shop"; got != want {
 		t.Errorf("Channel = %q, want %q", got, want)
 	}
-	if got, want := triggerCount(t, tb, "orders"), 4; got != want { // insert, update, delete, truncate
+	if got, want := triggerCount(t, tb, "orders"), 2; got != want {
 		t.Errorf("%d pgpush triggers on orders, want %d", got, want)
+	}
+	if got := captureFunctions(t, tb); got != 1 {
+		t.Errorf("%d generated capture functions after watching twice, want 1", got)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (card_token) VALUES ('tok')`)
 	got := wantEvents(t, tb, "shop order:created")
@@ -357,6 +373,41 @@ func TestWatchTwiceReconfigures(t *testing.T) {
 	}
 }
 
+// TestWatchedTableChangesShape: the generated function reads columns only
+// through the row's jsonb, so dropping or renaming a column, even a
+// formatted timestamp, never fails the writer's statement; a dropped
+// table's function goes at the next watch.
+func TestWatchedTableChangesShape(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, `CREATE TABLE shipments (id int PRIMARY KEY, shipped_at timestamptz, due_on timestamp, note text)`,
+		`CREATE TABLE gone (id int)`)
+	mustWatch(t, tb, Config{Table: "shipments"})
+	mustWatch(t, tb, Config{Table: "gone"})
+	mustExec(t, tb.ctx, tb.pool, `ALTER TABLE shipments DROP COLUMN shipped_at`)
+	mustExec(t, tb.ctx, tb.pool, `ALTER TABLE shipments RENAME COLUMN due_on TO due`)
+	mustExec(t, tb.ctx, tb.pool, `ALTER TABLE shipments ADD COLUMN shipped_at text`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO shipments VALUES (1, '2026-01-25 10:30:00.123456', 'n', 'not a time')`)
+	mustExec(t, tb.ctx, tb.pool, `UPDATE shipments SET note = 'm'`)
+	mustExec(t, tb.ctx, tb.pool, `DELETE FROM shipments`)
+	got := wantEvents(t, tb, "shipment_changes shipment:created", "shipment_changes shipment:updated", "shipment_changes shipment:deleted")
+	// due kept its type but not its name: it leaves as PostgreSQL
+	// prints it; shipped_at is now text, and stays as written.
+	if v := got[0].data["due"]; v != "2026-01-25T10:30:00.123456" {
+		t.Errorf("renamed timestamp column = %v, want PostgreSQL's own text", v)
+	}
+	if v := got[0].data["shipped_at"]; v != "not a time" {
+		t.Errorf("text column named like a dropped timestamp = %v, want it as written", v)
+	}
+	mustExec(t, tb.ctx, tb.pool, `DROP TABLE gone`)
+	if got := captureFunctions(t, tb); got != 2 {
+		t.Fatalf("%d generated capture functions before the next watch, want 2", got)
+	}
+	mustWatch(t, tb, Config{Table: "shipments"})
+	if got := captureFunctions(t, tb); got != 1 {
+		t.Errorf("%d generated capture functions after the dropped table's watch, want 1", got)
+	}
+}
+
 func TestUnwatch(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
@@ -366,6 +417,9 @@ func TestUnwatch(t *testing.T) {
 	}
 	if got := triggerCount(t, tb, "orders"); got != 0 {
 		t.Errorf("%d pgpush triggers left on orders, want 0", got)
+	}
+	if got := captureFunctions(t, tb); got != 0 {
+		t.Errorf("%d generated capture functions left after Unwatch, want 0", got)
 	}
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (total) VALUES (1)`)
 	wantEvents(t, tb)
@@ -1061,6 +1115,9 @@ func TestWatchPartitionedTable(t *testing.T) {
 		`CREATE TABLE measurements (id int, region text) PARTITION BY LIST (region)`,
 		`CREATE TABLE measurements_eu PARTITION OF measurements FOR VALUES IN ('eu')`)
 	mustWatch(t, tb, Config{Table: "measurements"})
+	if got := triggerCount(t, tb, "measurements"); got != 4 {
+		t.Errorf("%d pgpush triggers on a partitioned table, want the three statement triggers and truncate", got)
+	}
 	mustExec(t, tb.ctx, tb.pool, `CREATE TABLE measurements_us PARTITION OF measurements FOR VALUES IN ('us')`)
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO measurements VALUES (1, 'eu'), (2, 'us')`)
 	wantEvents(t, tb, "measurement_changes measurement:created", "measurement_changes measurement:created")
