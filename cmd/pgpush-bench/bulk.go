@@ -122,9 +122,12 @@ func (b *bench) measureBulk(ctx context.Context, r *result, n int) error {
 		return fmt.Errorf("bulk update: %w", err)
 	}
 	committed := time.Now()
+	// With --server-profile, the server's CPU while it delivers.
+	profiled := b.profileCPU(ctx, runSpec{Scenario: "bulk", Kind: kindPgpush, Duration: 10}, b.servers)
 	r.RowsCommitted = int64(n)
 	r.CommittedPerSec = float64(n) / committed.Sub(start).Seconds()
 	waitFor(ctx, bulkTimeout, func() bool { return got.Load() >= int64(n) || sub.done.Load() })
+	r.Profiles = profiled()
 	closedEarly := sub.done.Load()
 	sub.conn.Close()
 	<-readDone
