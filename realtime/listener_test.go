@@ -673,3 +673,24 @@ func TestSetConstraintsImmediate(t *testing.T) {
 		}
 	}
 }
+
+// TestRoundPeriod: rounds a millisecond apart up to 1,500 commits/s,
+// then further apart with the rate, never more than 4 ms.
+func TestRoundPeriod(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		rate float64
+		want time.Duration
+	}{
+		{0, time.Millisecond},
+		{1000, time.Millisecond},
+		{1500, time.Millisecond},
+		{2250, 2500 * time.Microsecond},
+		{3000, 4 * time.Millisecond},
+		{1e9, 4 * time.Millisecond},
+	} {
+		if got := roundPeriod(tt.rate); got != tt.want {
+			t.Errorf("roundPeriod(%v) = %v, want %v", tt.rate, got, tt.want)
+		}
+	}
+}
