@@ -847,6 +847,52 @@ func TestDoorbellOncePerTransaction(t *testing.T) {
 	}
 }
 
+// TestDoorbellSeenUpHoldsTheSequencer: a writer whose first event finds
+// the sequencer awake rings nothing, and from then on keeps it from
+// sleeping until its transaction ends, however long that is open; a
+// writer that finds it asleep rings.
+func TestDoorbellSeenUpHoldsTheSequencer(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, ordersDDL)
+	mustWatch(t, tb, Config{Table: "orders"})
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	sequencer := connect(t, tb)
+	if _, err := db.SequenceEvents(tb.ctx, sequencer, true, 10); err != nil { // raises the flag
+		t.Fatalf("SequenceEvents: %v", err)
+	}
+
+	open := begin(t, tb.ctx, connect(t, tb))
+	mustExec(t, tb.ctx, open, `INSERT INTO orders (customer_id) VALUES (1)`)
+	if _, idle, err := db.SequencerRest(tb.ctx, sequencer); err != nil || idle {
+		t.Fatalf("SequencerRest with a writer that saw the flag still open = idle %v, %v; want not idle", idle, err)
+	}
+	mustExec(t, tb.ctx, open, `INSERT INTO orders (customer_id) VALUES (2)`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) VALUES (3)`) // the flag is down: rings
+	if n := waitNotification(t, listener); n.Channel != db.EventsChannel {
+		t.Fatalf("notification on %q, want the doorbell on %q", n.Channel, db.EventsChannel)
+	}
+	commit(t, tb.ctx, open)
+
+	rows, err := db.SequenceEvents(tb.ctx, sequencer, true, 10)
+	if err != nil {
+		t.Fatalf("SequenceEvents: %v", err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("the round after the commit numbered %d events, want 3", len(rows))
+	}
+	if _, idle, err := db.SequencerRest(tb.ctx, sequencer); err != nil || !idle {
+		t.Fatalf("SequencerRest once the writer ended = idle %v, %v; want idle", idle, err)
+	}
+	// The writer that saw the flag up rang nothing at its commit. A
+	// short, bounded wait is the only way to see silence.
+	ctx, cancel := context.WithTimeout(tb.ctx, 300*time.Millisecond)
+	defer cancel()
+	if n, err := listener.WaitForNotification(ctx); err == nil {
+		t.Fatalf("a second doorbell %+v, want none from the writer that saw the flag up", n)
+	}
+}
+
 func TestTransactionSavepoints(t *testing.T) {
 	t.Parallel()
 	tests := []struct {

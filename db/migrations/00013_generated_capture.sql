@@ -11,7 +11,7 @@
 -- one row a row trigger is cheaper: 13 µs less with fsync on), and about 9
 -- µs to the deferred doorbell (a per-transaction setting, an after-trigger
 -- event on pgpush.events, and a PL/pgSQL call at commit running three
--- statements). The function generated here for one table costs 76 µs: its
+-- statements). The function generated here for one table costs 71-82 µs: its
 -- configuration is constants, its timestamps are formatted inline, and it
 -- checks the doorbell once per transaction with expressions only.
 --
