@@ -62,7 +62,8 @@ func (s *subscription) setRules(access session.Access, f *filter.Filter) {
 // visible applies the grant's match rule and the client's filter, both
 // compiled; the event's fields are decoded once for every subscription.
 func (s *subscription) visible(ev *Event) bool {
-	return ev.truncates() || s.pred.Load().Match(ev.fields())
+	pred := s.pred.Load()
+	return ev.truncates() || pred == nil || pred.Match(ev.fields())
 }
 
 // judge is what s gets of ev outside Dispatch (a replay): ev, the

@@ -17,6 +17,8 @@ type Index[S comparable] struct {
 	fields  []*fieldIndex[S] // the same as byName, for a cheap walk per event
 	scanned map[S]struct{}   // subscriptions with no indexable condition
 	placed  map[S]placement
+	// unfiltered counts the subscriptions with no filter at all.
+	unfiltered int
 }
 
 // fieldIndex holds the subscriptions indexed on one field, by the values
@@ -31,9 +33,10 @@ type fieldIndex[S comparable] struct {
 // placement records where Add put a subscription so that Remove finds it
 // without a search.
 type placement struct {
-	indexed bool
-	field   string
-	keys    []value
+	indexed    bool
+	unfiltered bool
+	field      string
+	keys       []value
 }
 
 // condition is an equality-like conjunct: the filter can only hold when
@@ -63,7 +66,10 @@ func (ix *Index[S]) Add(s S, f *Filter) {
 	c, ok := ix.choose(f)
 	if !ok {
 		ix.scanned[s] = struct{}{}
-		ix.placed[s] = placement{}
+		ix.placed[s] = placement{unfiltered: f == nil}
+		if f == nil {
+			ix.unfiltered++
+		}
 		return
 	}
 	// An empty "in" list matches no event: indexed under no value, s is
@@ -96,6 +102,9 @@ func (ix *Index[S]) Remove(s S) {
 		return
 	}
 	delete(ix.placed, s)
+	if p.unfiltered {
+		ix.unfiltered--
+	}
 	if !p.indexed {
 		delete(ix.scanned, s)
 		return
@@ -125,6 +134,14 @@ func (ix *Index[S]) Remove(s S) {
 // Len returns the number of subscriptions in the index.
 func (ix *Index[S]) Len() int {
 	return len(ix.placed)
+}
+
+// Filtered reports whether some subscription in the index has a filter.
+// Without one every subscription takes every event, whatever its fields,
+// and no row can leave a subscription's view: the caller need not decode
+// an event at all.
+func (ix *Index[S]) Filtered() bool {
+	return len(ix.placed) > ix.unfiltered
 }
 
 // All calls yield with every subscription in the index, stopping if yield

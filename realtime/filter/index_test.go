@@ -78,6 +78,37 @@ func TestIndexRemoveAndReplace(t *testing.T) {
 	}
 }
 
+// TestIndexFiltered: Filtered holds while any subscription has a filter,
+// through replacing and removing.
+func TestIndexFiltered(t *testing.T) {
+	t.Parallel()
+	var ix Index[int]
+	check := func(step string, want bool) {
+		t.Helper()
+		if got := ix.Filtered(); got != want {
+			t.Errorf("%s: Filtered() = %v, want %v", step, got, want)
+		}
+	}
+	check("empty", false)
+	ix.Add(1, nil)
+	ix.Add(2, nil)
+	check("two without a filter", false)
+	ix.Add(2, mustCompile(t, `{"total":{"gt":10}}`)) // scanned, filtered
+	check("one given a scanned filter", true)
+	ix.Add(2, nil)
+	check("its filter taken back", false)
+	ix.Add(3, MatchAttrs(map[string]string{"customer_id": "45"})) // indexed
+	check("an indexed one added", true)
+	ix.Remove(3)
+	ix.Remove(3)
+	check("the indexed one removed twice", false)
+	ix.Remove(1)
+	ix.Remove(2)
+	check("emptied", false)
+	ix.Add(4, mustCompile(t, `{"status":{"in":[]}}`)) // matches nothing
+	check("a filter matching nothing", true)
+}
+
 func TestIndexCandidatesStops(t *testing.T) {
 	t.Parallel()
 	var ix Index[int]
