@@ -515,6 +515,14 @@ func TestWatchBadConfigLeavesNothing(t *testing.T) {
 	}
 }
 
+// listenForDoorbells is a connection listening for writers' doorbells.
+func listenForDoorbells(t *testing.T, tb testBundle) *pgx.Conn {
+	t.Helper()
+	listener := connect(t, tb)
+	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	return listener
+}
+
 func waitNotification(t *testing.T, conn *pgx.Conn) *pgconn.Notification {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
@@ -819,8 +827,7 @@ func TestDoorbellOncePerTransaction(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	mustWatch(t, tb, Config{Table: "orders"})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	listener := listenForDoorbells(t, tb)
 
 	tx := begin(t, tb.ctx, connect(t, tb))
 	mustExec(t, tb.ctx, tx, `INSERT INTO orders (customer_id) SELECT g FROM generate_series(1, 50) g`)
@@ -855,8 +862,7 @@ func TestDoorbellSeenUpHoldsTheSequencer(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	mustWatch(t, tb, Config{Table: "orders"})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	listener := listenForDoorbells(t, tb)
 	sequencer := connect(t, tb)
 	if _, err := db.SequenceEvents(tb.ctx, sequencer, true, 10); err != nil { // raises the flag
 		t.Fatalf("SequenceEvents: %v", err)
@@ -1020,8 +1026,7 @@ func TestTransactionSequencedFlagNotLeaked(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, ordersDDL)
 	mustWatch(t, tb, Config{Table: "orders"})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	listener := listenForDoorbells(t, tb)
 	conn := connect(t, tb)
 	for i := range 3 {
 		mustExec(t, tb.ctx, conn, `INSERT INTO orders (customer_id) VALUES ($1)`, i)
@@ -1049,8 +1054,7 @@ func TestEventLargeRow(t *testing.T) {
 	t.Parallel()
 	tb := setup(t, `CREATE TABLE docs (id int PRIMARY KEY, body text)`)
 	mustWatch(t, tb, Config{Table: "docs"})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	listener := listenForDoorbells(t, tb)
 	const size = 1 << 20
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO docs VALUES (1, repeat('x', $1))`, size)
 	if n := waitNotification(t, listener); len(n.Payload) > 0 {
@@ -1209,8 +1213,7 @@ func TestUpdateManyRows(t *testing.T) {
 	tb := setup(t, ordersDDL)
 	mustExec(t, tb.ctx, tb.pool, `INSERT INTO orders (customer_id) SELECT g FROM generate_series(1, 100) g`)
 	mustWatch(t, tb, Config{Table: "orders", Exclude: []string{"card_token"}})
-	listener := connect(t, tb)
-	mustExec(t, tb.ctx, listener, "LISTEN "+db.EventsChannel)
+	listener := listenForDoorbells(t, tb)
 	mustExec(t, tb.ctx, tb.pool, `UPDATE orders SET
 		status = CASE WHEN customer_id % 2 = 0 THEN 'paid' ELSE status END,
 		card_token = 'tok'`)
