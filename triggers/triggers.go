@@ -2,10 +2,13 @@
 // application table and `pgpush unwatch` removes: one row trigger calling
 // a function generated for the table, pgpush.capture_<oid>(), whose
 // entity, channel and column rules are constants (pgpush.install_capture,
-// migration 00013). A partitioned table keeps the statement triggers with
-// transition tables that call the generic pgpush.capture_rows() with
-// those rules as arguments (migration 00007): a row trigger on it would be
-// cloned onto its partitions under the same name.
+// migration 00013). A partitioned table, or one with inheritance
+// children, keeps the statement triggers with transition tables that call
+// the generic pgpush.capture_rows() with those rules as arguments
+// (migration 00007): a row trigger on a partitioned table would be cloned
+// onto its partitions under the same name, and one on an inheritance
+// parent would miss the children's rows that a statement on the parent
+// changes.
 package triggers
 
 import (
@@ -83,8 +86,9 @@ type Watched struct {
 
 	tzColumns    []string
 	naiveColumns []string
-	// statementTriggers: the table is partitioned (and not itself a
-	// partition), so it gets the generic statement triggers.
+	// statementTriggers: the table is partitioned or has inheritance
+	// children (and is not itself a partition or child), so it gets the
+	// generic statement triggers.
 	statementTriggers bool
 }
 
@@ -260,6 +264,7 @@ type table struct {
 	columns []Column
 	kind    string // pg_class.relkind: r or p
 	child   bool   // a partition or an inheritance child
+	parent  bool   // has partitions or inheritance children
 }
 
 func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
@@ -276,9 +281,10 @@ func lookupTable(ctx context.Context, tx pgx.Tx, name string) (table, error) {
 		err := pgx.BeginFunc(ctx, tx, func(sp pgx.Tx) error {
 			return sp.QueryRow(ctx, `
 				SELECT c.oid, n.nspname, c.relname, c.relkind::text,
-				       c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid)
+				       c.relispartition OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = c.oid),
+				       c.relkind = 'p' OR EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhparent = c.oid)
 				FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &t.kind, &t.child)
+				WHERE c.oid = to_regclass($1)`, candidate).Scan(&t.oid, &t.schema, &t.name, &t.kind, &t.child, &t.parent)
 		})
 		var pgErr *pgconn.PgError
 		if errors.Is(err, pgx.ErrNoRows) || (errors.As(err, &pgErr) && pgErr.Code == invalidNameSyntax) {
@@ -344,7 +350,7 @@ func Watch(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Watched, error)
 			return err
 		}
 		w.Table = t.displayName()
-		w.statementTriggers = t.kind == "p" && !t.child
+		w.statementTriggers = t.parent && !t.child
 		if _, err := tx.Exec(ctx, CreateSQL(t.quoted, w)); err != nil {
 			return fmt.Errorf("create trigger on %s: %w", w.Table, err)
 		}

@@ -338,7 +338,7 @@ func captureFunctions(t *testing.T, tb testBundle) int {
 	t.Helper()
 	var n int
 	err := tb.pool.QueryRow(tb.ctx, `SELECT count(*) FROM pg_proc
-		WHERE pronamespace = 'pgpush'::regnamespace AND proname ~ '^capture_[0-9]+$'`).Scan(&n)
+		WHERE pronamespace = 'pgpush'::regnamespace AND proname ~ '^capture_[0-9]+(_[0-9]+)?$'`).Scan(&n)
 	if err != nil {
 		t.Fatalf("count capture functions: %v", err)
 	}
@@ -405,6 +405,48 @@ func TestWatchedTableChangesShape(t *testing.T) {
 	mustWatch(t, tb, Config{Table: "shipments"})
 	if got := captureFunctions(t, tb); got != 1 {
 		t.Errorf("%d generated capture functions after the dropped table's watch, want 1", got)
+	}
+}
+
+// TestGeneratedCaptureOddNames: names reach the generated function only as
+// quoted literals, so a column named with the generator's own markers
+// ($v, $body$) is excluded or formatted like any other, and the timestamp
+// check reads the same in a session with standard_conforming_strings off.
+func TestGeneratedCaptureOddNames(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, `CREATE TABLE s (id int, "secret$v" text, "at$v" timestamptz, "a$body$b" timestamptz, "q'\" text)`)
+	mustWatch(t, tb, Config{Table: "s", Exclude: []string{"secret$v"}})
+	conn := connect(t, tb)
+	mustExec(t, tb.ctx, conn, `SET standard_conforming_strings = off`)
+	mustExec(t, tb.ctx, conn, `INSERT INTO s VALUES (1, 'hunter2', '2026-01-01 10:00:00.5+00', '2026-01-01 11:00:00+00', 'x')`)
+	got := wantEvents(t, tb, "s_changes s:created")
+	if _, ok := got[0].data["secret$v"]; ok {
+		t.Errorf("excluded column secret$v sent: %s", got[0].EventRow.Data)
+	}
+	for col, want := range map[string]string{"at$v": "2026-01-01T10:00:00.500Z", "a$body$b": "2026-01-01T11:00:00.000Z", `q'\`: "x"} {
+		if v := got[0].data[col]; v != want {
+			t.Errorf("%s = %v, want %q", col, v, want)
+		}
+	}
+}
+
+// TestGeneratedCaptureNameInUse: a function name that another table's
+// trigger already calls (a table OID reused after a dump and restore) is
+// left to that table; the new table's function gets another name.
+func TestGeneratedCaptureNameInUse(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, `CREATE TABLE a (id int)`, `CREATE TABLE b (id int)`)
+	mustWatch(t, tb, Config{Table: "a"})
+	// a's trigger now calls the name b's function would get.
+	mustExec(t, tb.ctx, tb.pool, `DO $$ BEGIN
+		EXECUTE format('ALTER FUNCTION pgpush.%I() RENAME TO %I', 'capture_' || 'a'::regclass::oid, 'capture_' || 'b'::regclass::oid);
+	END $$`)
+	mustWatch(t, tb, Config{Table: "b"})
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO a VALUES (1)`)
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO b VALUES (2)`)
+	wantEvents(t, tb, "a_changes a:created", "b_changes b:created")
+	if got := captureFunctions(t, tb); got != 2 {
+		t.Errorf("%d generated capture functions, want 2", got)
 	}
 }
 
@@ -1202,6 +1244,22 @@ func TestWatchPartitionAndChild(t *testing.T) {
 	if v := fmt.Sprint(got[2].data["changed_fields"]); v != "map[name:Tommy]" {
 		t.Errorf("changed_fields = %s, want map[name:Tommy]", v)
 	}
+}
+
+// TestWatchInheritanceParent: a table with inheritance children keeps the
+// statement triggers, whose transition tables hold the children's rows
+// that a statement on the parent changes.
+func TestWatchInheritanceParent(t *testing.T) {
+	t.Parallel()
+	tb := setup(t, `CREATE TABLE animals (id int, name text)`, `CREATE TABLE cats () INHERITS (animals)`)
+	mustWatch(t, tb, Config{Table: "animals"})
+	if got := triggerCount(t, tb, "animals"); got != 4 {
+		t.Errorf("%d pgpush triggers on an inheritance parent, want the three statement triggers and truncate", got)
+	}
+	mustExec(t, tb.ctx, tb.pool, `INSERT INTO cats VALUES (1, 'Tom')`) // the child's own statement: not the parent's
+	mustExec(t, tb.ctx, tb.pool, `UPDATE animals SET name = 'Tommy'`)
+	mustExec(t, tb.ctx, tb.pool, `DELETE FROM animals`)
+	wantEvents(t, tb, "animal_changes animal:updated", "animal_changes animal:deleted")
 }
 
 // TestUpdateManyRows: one UPDATE of many rows gives one event per row
