@@ -27,7 +27,8 @@ import (
 )
 
 // TriggerName is the name of the row trigger pgpush installs on a watched
-// table, and the prefix of the statement triggers on a partitioned one.
+// table, and the prefix of the statement triggers on a partitioned table
+// or an inheritance parent.
 const TriggerName = "pgpush_capture"
 
 // statementTriggers are the names of the statement triggers, by operation.
