@@ -87,6 +87,11 @@ type Cluster struct {
 	mu      sync.Mutex
 	stopped bool
 	stopErr error
+
+	// watchdog stops the server if this process dies without calling
+	// Stop (see startWatchdog); lifeline is the pipe it waits on.
+	watchdog *exec.Cmd
+	lifeline *os.File
 }
 
 // FindBinaries returns the directory holding initdb and pg_ctl: first the
@@ -239,10 +244,45 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	if err := c.writeConfig(opts); err != nil {
 		return err
 	}
+	if err := c.startWatchdog(); err != nil {
+		return err
+	}
 	if err := c.run(ctx, "pg_ctl", "start", "-w", "-t", strconv.Itoa(serverTimeoutSeconds),
 		"-D", c.dataDir, "-l", c.logFile); err != nil {
 		return c.withLogTail(fmt.Errorf("start postgres: %w", err))
 	}
+	return nil
+}
+
+// startWatchdog starts a shell, as the server's user, that waits for the
+// end of a pipe only this process writes to, then stops the server and
+// removes the cluster's directory. The kernel closes the pipe however this
+// process ends: a test binary killed by a timeout or SIGKILL, or a demo
+// killed with kill -9, no longer leaves a server running with nobody to
+// stop it. It runs in a process group of its own so that a Ctrl-C meant
+// for this process does not end it first. Stop closes the pipe after
+// stopping the server itself, and the watchdog then finds nothing to do;
+// when Stop could not stop the server it leaves the pipe open, so the
+// directory and its log stay until this process ends. The directory goes
+// only once pg_ctl has stopped the server.
+func (c *Cluster) startWatchdog() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c",
+		`cat >/dev/null; "$0" stop -w -m immediate -D "$1" >/dev/null 2>&1 && rm -rf "$2"`,
+		filepath.Join(c.binDir, "pg_ctl"), c.dataDir, c.dir)
+	cmd.Dir = c.dir
+	cmd.Env = serverEnv()
+	cmd.Stdin = r
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: c.cred}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("start watchdog: %w", err)
+	}
+	c.watchdog, c.lifeline = cmd, w
 	return nil
 }
 
@@ -359,6 +399,10 @@ func (c *Cluster) Stop() error {
 			errs = append(errs, fmt.Errorf("remove cluster directory: %w", err))
 		}
 		c.logger.Info("postgres stopped", "dir", c.dir)
+	}
+	if c.lifeline != nil && len(errs) == 0 {
+		c.lifeline.Close()
+		c.watchdog.Wait()
 	}
 	c.stopErr = errors.Join(errs...)
 	return c.stopErr

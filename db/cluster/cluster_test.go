@@ -1,11 +1,16 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -191,4 +196,63 @@ func TestFindBinaries(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClusterStopsWhenOwnerDies: a process that started a cluster and is
+// killed without calling Stop (a test binary past its timeout, a demo
+// killed with -9) leaves no server running and no directory behind.
+func TestClusterStopsWhenOwnerDies(t *testing.T) {
+	if os.Getenv("PGPUSH_CLUSTER_OWNER") == "1" {
+		c, err := Start(context.Background(), Options{})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println(c.Dir())
+		select {} // until killed
+	}
+	t.Parallel()
+	if _, err := FindBinaries(); err != nil && os.Getenv("CI") == "" {
+		t.Skip(err) // as startCluster: CI installs the binaries
+	}
+	owner := exec.Command(os.Args[0], "-test.run=^TestClusterStopsWhenOwnerDies$")
+	owner.Env = append(os.Environ(), "PGPUSH_CLUSTER_OWNER=1")
+	out, err := owner.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "/") {
+		owner.Process.Kill()
+		owner.Wait()
+		t.Fatalf("the owner process said %q, %v; want its cluster's directory", line, err)
+	}
+	dir := strings.TrimSpace(line)
+	pidFile, err := os.ReadFile(filepath.Join(dir, "data", "postmaster.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(pidFile), "\n", 2)[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := owner.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	owner.Wait()
+	deadline := time.Now().Add(serverTimeoutSeconds * time.Second)
+	for !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) || !notExist(dir) {
+		if time.Now().After(deadline) {
+			t.Fatalf("postmaster %d or directory %s still there %ds after its owner was killed", pid, dir, serverTimeoutSeconds)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func notExist(path string) bool {
+	_, err := os.Stat(path)
+	return errors.Is(err, os.ErrNotExist)
 }
