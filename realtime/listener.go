@@ -640,14 +640,6 @@ type pgxListenConn struct {
 func newPgxListenConn(cfg *pgx.ConnConfig) listenConn {
 	cfg = cfg.Copy()
 	cfg.RuntimeParams["application_name"] = db.ListenerApplicationName
-	// The sequencer's role is a lock of this session: if the instance
-	// vanishes without closing the connection, the server must notice
-	// within half a minute, not after the default two hours, so another
-	// instance can take over. (No effect on Unix sockets, where the
-	// server notices at once.)
-	cfg.RuntimeParams["tcp_keepalives_idle"] = "10"
-	cfg.RuntimeParams["tcp_keepalives_interval"] = "5"
-	cfg.RuntimeParams["tcp_keepalives_count"] = "3"
 	return &pgxListenConn{config: cfg}
 }
 
@@ -656,6 +648,15 @@ func (c *pgxListenConn) Connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// Settings of this session, set rather than sent as startup
+	// parameters, which PgBouncer refuses unless told to drop them.
+	//
+	// The sequencer's role is a lock of this session: if the instance
+	// vanishes without closing the connection, the server must notice
+	// within half a minute, not after the default two hours, so another
+	// instance can take over (keepalives; no effect on Unix sockets, where
+	// the server notices at once).
+	//
 	// The listener pages through a large transaction with
 	// db.EventsAfter: the events of its xid after the cursor, first 1,000
 	// by id. PostgreSQL's custom plans for it, estimating a few rows per
@@ -664,9 +665,10 @@ func (c *pgxListenConn) Connect(ctx context.Context) error {
 	// 200,000-event transaction, explained in psql); the generic plan
 	// walks the (xid, id) index in order and stops after the page
 	// (0.25-0.37 ms). The bench's UPDATE of 1,000,000 rows reached its
-	// subscriber 10.7 s after the commit with this, 15.9 s without. A SET
-	// rather than a startup parameter, which PgBouncer would refuse.
-	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+	// subscriber 10.7 s after the commit with this, 15.9 s without.
+	if _, err := conn.Exec(ctx, `SELECT set_config('tcp_keepalives_idle', '10', false),
+		set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false),
+		set_config('plan_cache_mode', 'force_generic_plan', false)`); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return err
 	}
