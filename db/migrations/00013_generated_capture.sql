@@ -82,7 +82,7 @@ $$;
 CREATE FUNCTION pgpush.install_capture(p_table regclass, p_args text[]) RETURNS void
 LANGUAGE plpgsql AS $gen$
 DECLARE
-    name   text := 'capture_' || p_table::oid;
+    fname  text := 'capture_' || p_table::oid;
     fn     text;
     col    text;
     v      text;
@@ -98,10 +98,10 @@ BEGIN
     entity := p_args[1];
     chan := p_args[2];
     WHILE EXISTS (SELECT 1 FROM pg_proc p JOIN pg_trigger t ON t.tgfoid = p.oid
-                  WHERE p.pronamespace = 'pgpush'::regnamespace AND p.proname = name AND t.tgrelid <> p_table) LOOP
-        name := 'capture_' || p_table::oid || '_' || floor(random() * 1e9)::bigint;
+                  WHERE p.pronamespace = 'pgpush'::regnamespace AND p.proname = fname AND t.tgrelid <> p_table) LOOP
+        fname := 'capture_' || p_table::oid || '_' || floor(random() * 1e9)::bigint;
     END LOOP;
-    fn := format('pgpush.%I', name);
+    fn := format('pgpush.%I', fname);
     -- shapes[1] and [2] turn new_row and old_row into what leaves the
     -- database: --only and --exclude (00002's visible_columns), then
     -- timestamps as ISO-8601 UTC with milliseconds and a Z (00002's
