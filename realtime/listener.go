@@ -503,10 +503,7 @@ func (l *Listener) round(ctx context.Context, wake bool) (more bool, err error) 
 			return false, err
 		}
 	}
-	l.drain(ctx)
-	more = len(rows) > 0 || l.rung
-	l.rung = false
-	return more, nil
+	return l.settle(ctx, len(rows) > 0), nil
 }
 
 // afterRound reads the n commits a round numbered, and reports whether
@@ -521,10 +518,17 @@ func (l *Listener) afterRound(ctx context.Context, n int64) (more bool, err erro
 			return false, err
 		}
 	}
+	return l.settle(ctx, n > 0), nil
+}
+
+// settle ends a round: it acts on the notifications that came with it and
+// reports whether there may be more to number, because the round numbered
+// something or a doorbell came in meanwhile.
+func (l *Listener) settle(ctx context.Context, numbered bool) (more bool) {
 	l.drain(ctx)
-	more = n > 0 || l.rung
+	more = numbered || l.rung
 	l.rung = false
-	return more, nil
+	return more
 }
 
 // drain acts on the notifications already received, without waiting for
