@@ -25,11 +25,11 @@ func TestLogSpan(t *testing.T) {
 		{"23 hours", "04:00:00"},
 		{"24 hours", "06:00:00"},
 		{"48 hours", "12:00:00"},
-		{"4 days", "1 day"},
-		{"7 days", "1 day"},
-		{"8 days", "2 days"},
-		{"30 days", "7 days"},
-		{"365 days", "7 days"},
+		{"4 days", "24:00:00"},
+		{"7 days", "24:00:00"},
+		{"8 days", "48:00:00"},
+		{"30 days", "168:00:00"},
+		{"365 days", "168:00:00"},
 	} {
 		var span string
 		if err := pool.QueryRow(ctx, `SELECT pgpush.log_span($1::interval)::text`, c.retention).Scan(&span); err != nil {
@@ -42,66 +42,148 @@ func TestLogSpan(t *testing.T) {
 }
 
 // TestLogPartitionsFollowRetention: with no partitions ahead, pruning
-// makes partitions one span long that cover this hour and the coming two,
-// whatever the retention, and a month of retention needs a handful of
+// makes partitions one span long, aligned on midnight UTC, that cover
+// this hour and the coming two, whatever the retention and the session's
+// time zone and DateStyle: a month of retention needs a handful of
 // partitions, not 720. Running it again adds nothing.
 func TestLogPartitionsFollowRetention(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
 	for _, c := range []struct {
 		retention time.Duration
-		suffix    string // of the partitions' names: their length
+		span      time.Duration
+		settings  string
 	}{
-		{24 * time.Hour, "_6h"},
-		{30 * 24 * time.Hour, "_168h"},
-		{2 * time.Hour, ""},
+		{24 * time.Hour, 6 * time.Hour, ""},
+		{30 * 24 * time.Hour, 168 * time.Hour, ""},
+		{2 * time.Hour, time.Hour, ""},
+		// IST is printed with DateStyle SQL, and read back as Israel's.
+		{24 * time.Hour, 6 * time.Hour, "SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'SQL, DMY'"},
+		{8 * 24 * time.Hour, 48 * time.Hour, "SET TimeZone = 'America/New_York'"},
 	} {
-		dropLogPartitions(t, ctx, pool)
-		prune(t, ctx, pool, c.retention)
-		before := logPartitions(t, ctx, pool)
-		prune(t, ctx, pool, c.retention)
-		after := logPartitions(t, ctx, pool)
-		if len(after) != len(before) {
-			t.Errorf("retention %v: a second prune went from %v to %v", c.retention, before, after)
-		}
-		if len(after) == 0 || len(after) > 3 {
-			t.Errorf("retention %v: partitions %v, want one to three", c.retention, after)
-		}
-		for _, h := range []time.Duration{0, time.Hour, 2 * time.Hour} {
-			part := partitionOf(t, ctx, pool, time.Now().Add(h))
-			if part == "pgpush.events_default" || !strings.HasSuffix(part, c.suffix) ||
-				(c.suffix == "" && strings.Contains(strings.TrimPrefix(part, "pgpush.events_"), "_")) {
-				t.Errorf("retention %v: a row %v from now goes to %s, want a partition named *%s", c.retention, h, part, c.suffix)
+		withinOneHour(t, func(this time.Time) {
+			dropLogPartitions(t, ctx, pool)
+			conn, closeConn := session(t, ctx, pool, c.settings)
+			prune(t, ctx, conn, c.retention)
+			before := logPartitions(t, ctx, pool)
+			prune(t, ctx, conn, c.retention)
+			if got, want := logBounds(t, ctx, conn), logBounds(t, ctx, pool); got != want {
+				t.Errorf("%s: log_partitions reads bounds %s, want %s", c.settings, got, want)
 			}
-		}
+			closeConn()
+			after := logPartitions(t, ctx, pool)
+			if len(after) != len(before) {
+				t.Errorf("retention %v: a second prune went from %v to %v", c.retention, before, after)
+			}
+			if len(after) == 0 || len(after) > 3 {
+				t.Errorf("retention %v: partitions %v, want one to three", c.retention, after)
+			}
+			for _, at := range []time.Time{this, this.Add(3*time.Hour - time.Second)} {
+				from, to := boundsOf(t, ctx, pool, at)
+				if want := spanStart(at, c.span); !from.Equal(want) || to.Sub(from) != c.span {
+					t.Errorf("retention %v (%s): a row of %v goes to [%v, %v), want [%v, %v)",
+						c.retention, c.settings, at, from, to, want, want.Add(c.span))
+				}
+			}
+		})
 	}
 }
 
-// TestLogPartitionsFillAroundOtherSpans: hourly partitions made before
-// migration 00014 (or by an instance with a shorter retention) stay, and
-// the hours of the coming two they leave uncovered get a partition each
-// rather than going to the default partition.
+// TestLogPartitionsFillAroundOtherSpans: partitions of other lengths, as
+// made before migration 00014 (hourly, or on the half hour in a time zone
+// such as India's) or by an instance with a shorter retention, stay, and
+// what they leave uncovered of the coming three hours gets partitions of
+// its own rather than going to the default partition.
 func TestLogPartitionsFillAroundOtherSpans(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	dropLogPartitions(t, ctx, pool)
-	this := time.Now().UTC().Truncate(time.Hour)
-	exec(t, ctx, pool, `SELECT pgpush.add_log_partition($1, interval '1 hour')`, this.Add(time.Hour))
-	prune(t, ctx, pool, 24*time.Hour)
-	for _, h := range []time.Duration{0, time.Hour, 2 * time.Hour} {
-		if part := partitionOf(t, ctx, pool, this.Add(h).Add(time.Minute)); part == "pgpush.events_default" {
-			t.Errorf("a row of %v goes to the default partition; partitions %v", this.Add(h), logPartitions(t, ctx, pool))
+	withinOneHour(t, func(this time.Time) {
+		dropLogPartitions(t, ctx, pool)
+		addPartition(t, ctx, pool, this.Add(time.Hour), this.Add(2*time.Hour))
+		addPartition(t, ctx, pool, this.Add(150*time.Minute), this.Add(210*time.Minute))
+		prune(t, ctx, pool, 24*time.Hour)
+		for _, m := range []time.Duration{0, 59, 60, 119, 120, 149, 150, 179} {
+			if from, _ := boundsOf(t, ctx, pool, this.Add(m*time.Minute)); from.IsZero() {
+				t.Errorf("a row of %v goes to the default partition; partitions %v", this.Add(m*time.Minute), logPartitions(t, ctx, pool))
+			}
 		}
-	}
-	if part := partitionOf(t, ctx, pool, this.Add(time.Hour+time.Minute)); !strings.HasSuffix(part, this.Add(time.Hour).Format("20060102h15")) {
-		t.Errorf("the hourly partition made first no longer takes its hour's rows (they go to %s)", part)
+		if from, to := boundsOf(t, ctx, pool, this.Add(90*time.Minute)); !from.Equal(this.Add(time.Hour)) || !to.Equal(this.Add(2*time.Hour)) {
+			t.Errorf("the partition made first no longer takes its rows (they go to [%v, %v))", from, to)
+		}
+	})
+}
+
+// TestLogPartitionsBesideDefaultRows: rows written while no partition
+// covered their time wait in the default partition, which keeps a
+// partition from being made over them; the hours after them still get
+// partitions.
+func TestLogPartitionsBesideDefaultRows(t *testing.T) {
+	t.Parallel()
+	ctx, pool := setup(t)
+	withinOneHour(t, func(this time.Time) {
+		dropLogPartitions(t, ctx, pool)
+		exec(t, ctx, pool, `DELETE FROM pgpush.events_default`)
+		exec(t, ctx, pool, `INSERT INTO pgpush.events (channel, event, data, created_at) VALUES ('c', 'e', '{}', $1)`, this)
+		prune(t, ctx, pool, 24*time.Hour)
+		if from, _ := boundsOf(t, ctx, pool, this); !from.IsZero() {
+			t.Errorf("a row of this hour goes to a partition from %v, want the default one where its hour's rows are", from)
+		}
+		for _, at := range []time.Time{this.Add(time.Hour), this.Add(3*time.Hour - time.Second)} {
+			if from, _ := boundsOf(t, ctx, pool, at); from.IsZero() {
+				t.Errorf("a row of %v goes to the default partition; partitions %v", at, logPartitions(t, ctx, pool))
+			}
+		}
+	})
+}
+
+// spanStart is the start of the span that holds at: spans are aligned on
+// 2000-01-01 00:00 UTC.
+func spanStart(at time.Time, span time.Duration) time.Time {
+	origin := time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	return origin.Add(at.Sub(origin).Truncate(span))
+}
+
+// withinOneHour runs f with the start of the current hour (UTC), again
+// if the hour changed meanwhile: pruning makes partitions for the hour it
+// runs in.
+func withinOneHour(t *testing.T, f func(this time.Time)) {
+	t.Helper()
+	for {
+		this := time.Now().UTC().Truncate(time.Hour)
+		f(this)
+		if time.Now().UTC().Truncate(time.Hour).Equal(this) || t.Failed() {
+			return
+		}
 	}
 }
 
-func prune(t *testing.T, ctx context.Context, pool *pgxpool.Pool, retention time.Duration) {
+// session is a connection of its own with the given settings, and the
+// function that closes it (it does not go back to the pool with them).
+func session(t *testing.T, ctx context.Context, pool *pgxpool.Pool, settings string) (*pgx.Conn, func()) {
 	t.Helper()
-	if _, err := db.PruneEvents(ctx, pool, retention, 100); err != nil {
+	c, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := c.Hijack()
+	if settings != "" {
+		exec(t, ctx, conn, settings)
+	}
+	return conn, func() { conn.Close(context.Background()) }
+}
+
+func prune(t *testing.T, ctx context.Context, q db.Querier, retention time.Duration) {
+	t.Helper()
+	if _, err := db.PruneEvents(ctx, q, retention, 100); err != nil {
 		t.Fatalf("PruneEvents: %v", err)
+	}
+}
+
+func addPartition(t *testing.T, ctx context.Context, pool *pgxpool.Pool, from, to time.Time) {
+	t.Helper()
+	var made *bool
+	if err := pool.QueryRow(ctx, `SELECT pgpush.add_log_partition($1, $2)`, from, to).Scan(&made); err != nil || made == nil || !*made {
+		t.Fatalf("add_log_partition(%v, %v) = %v, %v", from, to, made, err)
 	}
 }
 
@@ -127,8 +209,21 @@ func logPartitions(t *testing.T, ctx context.Context, pool *pgxpool.Pool) []stri
 	return parts
 }
 
-// partitionOf is where an event created at would be stored.
-func partitionOf(t *testing.T, ctx context.Context, pool *pgxpool.Pool, at time.Time) string {
+// logBounds is every partition's bounds, as log_partitions reads them.
+func logBounds(t *testing.T, ctx context.Context, q db.Querier) string {
+	t.Helper()
+	var bounds string
+	if err := q.QueryRow(ctx, `
+		SELECT coalesce(string_agg(extract(epoch FROM lower) || '-' || extract(epoch FROM upper), ' ' ORDER BY lower), '')
+		FROM pgpush.log_partitions()`).Scan(&bounds); err != nil {
+		t.Fatal(err)
+	}
+	return bounds
+}
+
+// boundsOf is the partition where an event created at would be stored;
+// zero times for the default partition.
+func boundsOf(t *testing.T, ctx context.Context, pool *pgxpool.Pool, at time.Time) (from, to time.Time) {
 	t.Helper()
 	tx := begin(t, ctx, pool)
 	defer tx.Rollback(ctx)
@@ -138,5 +233,14 @@ func partitionOf(t *testing.T, ctx context.Context, pool *pgxpool.Pool, at time.
 		RETURNING tableoid::regclass::text`, at).Scan(&part); err != nil {
 		t.Fatal(err)
 	}
-	return part
+	if part == "pgpush.events_default" {
+		return time.Time{}, time.Time{}
+	}
+	if err := tx.QueryRow(ctx, `SELECT lower, upper FROM pgpush.log_partitions() WHERE rel = $1::regclass`, part).Scan(&from, &to); err != nil {
+		t.Fatalf("bounds of %s: %v", part, err)
+	}
+	if !strings.HasPrefix(part, "pgpush.events_") {
+		t.Fatalf("a row goes to %s", part)
+	}
+	return from.UTC(), to.UTC()
 }

@@ -8,32 +8,43 @@
 -- numbers and returns it (synchronous_commit off, 2026-12-01): 0.30 ms a
 -- round with 4 partitions, 0.41 ms with 27 (24 h), 1.70 ms with 203 (a
 -- week would be 171). A partition now spans a quarter of the retention,
--- rounded down to 1, 2, 3, 4, 6, 8 or 12 hours, or 1, 2, 4 or 7 days
+-- rounded down to 1, 2, 3, 4, 6, 8, 12, 24, 48, 96 or 168 hours
 -- (pgpush.log_span), so there are about seven whatever the retention.
 -- The price: a partition is dropped once all of it is past the retention,
 -- so events stay up to a span longer (24 h retention: up to 30 h, was
--- 25). The spans are aligned on 2000-01-01 00:00 UTC, so every instance
--- cuts time the same way.
+-- 25), and after the retention is lowered, partitions made for the old
+-- one stay until all of each is past the new one. The spans are aligned
+-- on 2000-01-01 00:00 UTC and computed in UTC whatever the session's
+-- time zone, so every instance cuts time the same way; where partitions
+-- of another length already cover part of a span, or the default
+-- partition holds rows of its time (no instance ran meanwhile), what is
+-- left uncovered of the coming three hours gets partitions of its own,
+-- at most an hour long.
 
 -- +goose Up
 -- log_span is the length of a log partition for a retention: a quarter
--- of it, rounded down to a length that divides a day or is whole days.
+-- of it, rounded down to a length that divides a day or is whole days,
+-- in hours (a day of the calendar is 23 or 25 hours across a daylight
+-- saving change in the session's time zone).
 -- +goose StatementBegin
 CREATE FUNCTION pgpush.log_span(p_retention interval) RETURNS interval
 LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(max(s), interval '1 hour')
     FROM unnest(ARRAY[interval '1 hour', interval '2 hours', interval '3 hours', interval '4 hours',
-                      interval '6 hours', interval '8 hours', interval '12 hours', interval '1 day',
-                      interval '2 days', interval '4 days', interval '7 days']) s
+                      interval '6 hours', interval '8 hours', interval '12 hours', interval '24 hours',
+                      interval '48 hours', interval '96 hours', interval '168 hours']) s
     WHERE s <= p_retention / 4
 $$;
 -- +goose StatementEnd
 
 -- log_partitions lists the log's partitions with their bounds, the
--- default partition aside.
+-- default partition aside. The bounds are read back from their text, so
+-- the text is made in a DateStyle and time zone that read back exactly
+-- (with DateStyle SQL a zone's abbreviation is printed, and IST or PST
+-- are read as other zones than Asia/Kolkata's or Asia/Manila's).
 -- +goose StatementBegin
 CREATE FUNCTION pgpush.log_partitions(OUT rel regclass, OUT lower timestamptz, OUT upper timestamptz)
-RETURNS SETOF record LANGUAGE sql STABLE AS $$
+RETURNS SETOF record LANGUAGE sql STABLE SET DateStyle = 'ISO' SET TimeZone = 'UTC' AS $$
     SELECT c.oid::regclass, b[1]::timestamptz, b[2]::timestamptz
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid,
          regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \(''([^'']+)''\) TO \(''([^'']+)''\)') b
@@ -41,29 +52,30 @@ RETURNS SETOF record LANGUAGE sql STABLE AS $$
 $$;
 -- +goose StatementEnd
 
--- add_log_partition creates the partition [p_from, p_from + p_span),
--- named after its start and, unless it is an hour, its length. It returns
--- false when the locks it needs are busy (lock_timeout); another instance
--- creating the same partition, or rows of that time already in the
--- default partition, are not errors: the rows then stay where they go.
+-- add_log_partition creates the partition [p_from, p_to), named after its
+-- start (UTC) and, unless it is the hour from p_from, its length. It
+-- returns true when the partition is there, false when the locks it
+-- needs are busy (lock_timeout), and NULL when it cannot be made: it
+-- overlaps a partition made meanwhile, or the default partition holds
+-- rows of that time (they stay there, and retention deletes them).
 -- +goose StatementBegin
-CREATE FUNCTION pgpush.add_log_partition(p_from timestamptz, p_span interval) RETURNS boolean
-LANGUAGE plpgsql AS $$
+CREATE FUNCTION pgpush.add_log_partition(p_from timestamptz, p_to timestamptz) RETURNS boolean
+LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
 DECLARE
-    part text := 'events_' || to_char(p_from AT TIME ZONE 'UTC', 'YYYYMMDD"h"HH24')
-                 || CASE WHEN p_span = interval '1 hour' THEN ''
-                         ELSE '_' || (extract(epoch FROM p_span) / 3600)::bigint || 'h' END;
+    minutes bigint := (extract(epoch FROM p_to - p_from) / 60)::bigint;
+    part    text := 'events_' || to_char(p_from, 'YYYYMMDD"h"HH24')
+                    || CASE WHEN date_part('minute', p_from) = 0 AND minutes = 60 THEN ''
+                            WHEN date_part('minute', p_from) = 0 AND minutes % 60 = 0 THEN '_' || minutes / 60 || 'h'
+                            ELSE to_char(p_from, 'MI') || '_' || minutes || 'm' END;
 BEGIN
     IF to_regclass('pgpush.' || part) IS NOT NULL THEN
         RETURN true;
     END IF;
     EXECUTE format('CREATE TABLE pgpush.%I PARTITION OF pgpush.events FOR VALUES FROM (%L) TO (%L)',
-                   part, p_from, p_from + p_span);
+                   part, p_from, p_to);
     RETURN true;
 EXCEPTION
-    WHEN invalid_object_definition THEN RETURN true; -- overlaps a partition made meanwhile
-    WHEN check_violation THEN RETURN true;           -- the default partition holds rows of that time
-    WHEN duplicate_table THEN RETURN true;
+    WHEN invalid_object_definition OR check_violation OR duplicate_table THEN RETURN NULL;
     WHEN lock_not_available THEN RETURN false;
 END
 $$;
@@ -71,10 +83,12 @@ $$;
 
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION pgpush.maintain_log(p_retention interval) RETURNS integer
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
 DECLARE
     h       timestamptz;
-    hh      timestamptz;
+    t       timestamptz;
+    stop    timestamptz;
+    made    boolean;
     span    interval;
     this    timestamptz; -- the start of this hour
     origin  constant timestamptz := '2000-01-01 00:00:00+00';
@@ -92,23 +106,34 @@ BEGIN
     -- The partitions of this hour and the coming two, each one span
     -- long. Where partitions of another span (made before migration
     -- 00014, or by an instance with another retention) cover part of a
-    -- span, the hours they leave uncovered get a partition each.
+    -- span, or rows of that time wait in the default partition, the
+    -- stretches of the three hours left uncovered get a partition each,
+    -- never longer than to the next full hour.
     span := pgpush.log_span(p_retention);
     this := date_bin(interval '1 hour', now(), origin);
     <<creating>>
     FOR h IN SELECT generate_series(date_bin(span, this, origin), date_bin(span, this + interval '2 hours', origin), span) LOOP
         IF NOT EXISTS (SELECT 1 FROM pgpush.log_partitions() l WHERE l.lower < h + span AND l.upper > h) THEN
-            IF NOT pgpush.add_log_partition(h, span) THEN
+            made := pgpush.add_log_partition(h, h + span);
+            IF NOT made THEN
                 EXIT creating;
             END IF;
-            CONTINUE;
+            CONTINUE WHEN made;
         END IF;
-        FOR hh IN SELECT generate_series(greatest(h, this), least(h + span, this + interval '3 hours') - interval '1 hour',
-                                         interval '1 hour') LOOP
-            CONTINUE WHEN EXISTS (SELECT 1 FROM pgpush.log_partitions() l WHERE l.lower <= hh AND l.upper > hh);
-            IF NOT pgpush.add_log_partition(hh, interval '1 hour') THEN
+        t := greatest(h, this);
+        WHILE t < least(h + span, this + interval '3 hours') LOOP
+            SELECT l.upper INTO stop FROM pgpush.log_partitions() l WHERE l.lower <= t AND l.upper > t;
+            IF FOUND THEN
+                t := stop;
+                CONTINUE;
+            END IF;
+            SELECT least(min(l.lower), date_bin(interval '1 hour', t, origin) + interval '1 hour', h + span)
+            INTO stop FROM pgpush.log_partitions() l WHERE l.lower > t;
+            made := pgpush.add_log_partition(t, stop);
+            IF NOT made THEN
                 EXIT creating;
             END IF;
+            t := stop; -- made, or not to be made now
         END LOOP;
     END LOOP;
     IF p_retention IS NULL THEN
@@ -216,6 +241,6 @@ BEGIN
 END
 $$;
 -- +goose StatementEnd
-DROP FUNCTION pgpush.add_log_partition(timestamptz, interval);
+DROP FUNCTION pgpush.add_log_partition(timestamptz, timestamptz);
 DROP FUNCTION pgpush.log_partitions();
 DROP FUNCTION pgpush.log_span(interval);
