@@ -201,7 +201,7 @@ func ChannelHasEvents(ctx context.Context, q Querier, channel string) (bool, err
 }
 
 // PruneEvents applies the retention to the event log: it creates the
-// partitions of the coming hours (pgpush.maintain_log, migration 00014), drops those whose events are all older
+// partitions of the coming hours, drops those whose events are all older
 // than retention (see pgpush.maintain_log), then forgets, batchSize rows
 // per short transaction, the commits and channels at or below the
 // horizon. It returns the number of partitions dropped. Only one caller
