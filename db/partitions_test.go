@@ -2,6 +2,7 @@ package db_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -61,27 +62,27 @@ func TestLogPartitionsFollowRetention(t *testing.T) {
 		{24 * time.Hour, 6 * time.Hour, "SET TimeZone = 'Asia/Kolkata'; SET DateStyle = 'SQL, DMY'"},
 		{8 * 24 * time.Hour, 48 * time.Hour, "SET TimeZone = 'America/New_York'"},
 	} {
-		withinOneHour(t, func(this time.Time) {
+		withinOneHour(t, func(this time.Time, errorf func(string, ...any)) {
 			dropLogPartitions(t, ctx, pool)
 			conn, closeConn := session(t, ctx, pool, c.settings)
 			prune(t, ctx, conn, c.retention)
 			before := logPartitions(t, ctx, pool)
 			prune(t, ctx, conn, c.retention)
 			if got, want := logBounds(t, ctx, conn), logBounds(t, ctx, pool); got != want {
-				t.Errorf("%s: log_partitions reads bounds %s, want %s", c.settings, got, want)
+				errorf("%s: log_partitions reads bounds %s, want %s", c.settings, got, want)
 			}
 			closeConn()
 			after := logPartitions(t, ctx, pool)
 			if len(after) != len(before) {
-				t.Errorf("retention %v: a second prune went from %v to %v", c.retention, before, after)
+				errorf("retention %v: a second prune went from %v to %v", c.retention, before, after)
 			}
 			if len(after) == 0 || len(after) > 3 {
-				t.Errorf("retention %v: partitions %v, want one to three", c.retention, after)
+				errorf("retention %v: partitions %v, want one to three", c.retention, after)
 			}
 			for _, at := range []time.Time{this, this.Add(3*time.Hour - time.Second)} {
 				from, to := boundsOf(t, ctx, pool, at)
 				if want := spanStart(at, c.span); !from.Equal(want) || to.Sub(from) != c.span {
-					t.Errorf("retention %v (%s): a row of %v goes to [%v, %v), want [%v, %v)",
+					errorf("retention %v (%s): a row of %v goes to [%v, %v), want [%v, %v)",
 						c.retention, c.settings, at, from, to, want, want.Add(c.span))
 				}
 			}
@@ -97,40 +98,68 @@ func TestLogPartitionsFollowRetention(t *testing.T) {
 func TestLogPartitionsFillAroundOtherSpans(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	withinOneHour(t, func(this time.Time) {
+	withinOneHour(t, func(this time.Time, errorf func(string, ...any)) {
 		dropLogPartitions(t, ctx, pool)
 		addPartition(t, ctx, pool, this.Add(time.Hour), this.Add(2*time.Hour))
 		addPartition(t, ctx, pool, this.Add(150*time.Minute), this.Add(210*time.Minute))
 		prune(t, ctx, pool, 24*time.Hour)
 		for _, m := range []time.Duration{0, 59, 60, 119, 120, 149, 150, 179} {
 			if from, _ := boundsOf(t, ctx, pool, this.Add(m*time.Minute)); from.IsZero() {
-				t.Errorf("a row of %v goes to the default partition; partitions %v", this.Add(m*time.Minute), logPartitions(t, ctx, pool))
+				errorf("a row of %v goes to the default partition; partitions %v", this.Add(m*time.Minute), logPartitions(t, ctx, pool))
 			}
 		}
 		if from, to := boundsOf(t, ctx, pool, this.Add(90*time.Minute)); !from.Equal(this.Add(time.Hour)) || !to.Equal(this.Add(2*time.Hour)) {
-			t.Errorf("the partition made first no longer takes its rows (they go to [%v, %v))", from, to)
+			errorf("the partition made first no longer takes its rows (they go to [%v, %v))", from, to)
+		}
+	})
+	// A partition made by hand with the name an hour's partition would
+	// get does not stand in for it.
+	withinOneHour(t, func(this time.Time, errorf func(string, ...any)) {
+		dropLogPartitions(t, ctx, pool)
+		name := "events_" + this.Add(2*time.Hour).Format("20060102h15")
+		exec(t, ctx, pool, fmt.Sprintf(`CREATE TABLE pgpush.%s PARTITION OF pgpush.events FOR VALUES FROM ('%s') TO ('%s')`,
+			name, this.Add(5*time.Hour).Format(time.RFC3339), this.Add(6*time.Hour).Format(time.RFC3339)))
+		prune(t, ctx, pool, 2*time.Hour)
+		if from, _ := boundsOf(t, ctx, pool, this.Add(2*time.Hour+time.Minute)); !from.Equal(this.Add(2 * time.Hour)) {
+			errorf("with %s taken, a row of %v goes to a partition from %v; partitions %v", name, this.Add(2*time.Hour), from, logPartitions(t, ctx, pool))
+		}
+	})
+	// After an upgrade from hourly partitions, the rest of the span is one
+	// partition, not an hourly one at a time.
+	withinOneHour(t, func(this time.Time, errorf func(string, ...any)) {
+		dropLogPartitions(t, ctx, pool)
+		addPartition(t, ctx, pool, this, this.Add(time.Hour))
+		addPartition(t, ctx, pool, this.Add(time.Hour), this.Add(2*time.Hour))
+		prune(t, ctx, pool, 30*24*time.Hour)
+		at := this.Add(2*time.Hour + time.Minute)
+		if _, to := boundsOf(t, ctx, pool, at); !to.Equal(spanStart(at, 168*time.Hour).Add(168 * time.Hour)) {
+			errorf("after hourly partitions, a row of %v goes to a partition ending %v, want the end of its span; partitions %v",
+				at, to, logPartitions(t, ctx, pool))
 		}
 	})
 }
 
 // TestLogPartitionsBesideDefaultRows: rows written while no partition
 // covered their time wait in the default partition, which keeps a
-// partition from being made over them; the hours after them still get
-// partitions.
+// partition from being made over them; the rest of their span still gets
+// one partition.
 func TestLogPartitionsBesideDefaultRows(t *testing.T) {
 	t.Parallel()
 	ctx, pool := setup(t)
-	withinOneHour(t, func(this time.Time) {
+	withinOneHour(t, func(this time.Time, errorf func(string, ...any)) {
 		dropLogPartitions(t, ctx, pool)
 		exec(t, ctx, pool, `DELETE FROM pgpush.events_default`)
 		exec(t, ctx, pool, `INSERT INTO pgpush.events (channel, event, data, created_at) VALUES ('c', 'e', '{}', $1)`, this)
-		prune(t, ctx, pool, 24*time.Hour)
+		prune(t, ctx, pool, 30*24*time.Hour)
 		if from, _ := boundsOf(t, ctx, pool, this); !from.IsZero() {
-			t.Errorf("a row of this hour goes to a partition from %v, want the default one where its hour's rows are", from)
+			errorf("a row of this hour goes to a partition from %v, want the default one where its hour's rows are", from)
 		}
 		for _, at := range []time.Time{this.Add(time.Hour), this.Add(3*time.Hour - time.Second)} {
-			if from, _ := boundsOf(t, ctx, pool, at); from.IsZero() {
-				t.Errorf("a row of %v goes to the default partition; partitions %v", at, logPartitions(t, ctx, pool))
+			from, to := boundsOf(t, ctx, pool, at)
+			if from.IsZero() {
+				errorf("a row of %v goes to the default partition; partitions %v", at, logPartitions(t, ctx, pool))
+			} else if want := spanStart(at, 168*time.Hour).Add(168 * time.Hour); !to.Equal(want) {
+				errorf("a row of %v goes to a partition ending %v, want one to the end of its span, %v", at, to, want)
 			}
 		}
 	})
@@ -143,15 +172,20 @@ func spanStart(at time.Time, span time.Duration) time.Time {
 	return origin.Add(at.Sub(origin).Truncate(span))
 }
 
-// withinOneHour runs f with the start of the current hour (UTC), again
-// if the hour changed meanwhile: pruning makes partitions for the hour it
-// runs in.
-func withinOneHour(t *testing.T, f func(this time.Time)) {
+// withinOneHour runs f with the start of the current hour (UTC), and
+// again if the hour turned meanwhile: pruning makes partitions for the
+// hour it runs in, so only a run within one hour counts. f reports what
+// is wrong through errorf; only the counted run's reports fail the test.
+func withinOneHour(t *testing.T, f func(this time.Time, errorf func(format string, args ...any))) {
 	t.Helper()
 	for {
 		this := time.Now().UTC().Truncate(time.Hour)
-		f(this)
-		if time.Now().UTC().Truncate(time.Hour).Equal(this) || t.Failed() {
+		var errs []string
+		f(this, func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) })
+		if time.Now().UTC().Truncate(time.Hour).Equal(this) {
+			for _, e := range errs {
+				t.Error(e)
+			}
 			return
 		}
 	}

@@ -15,11 +15,12 @@
 -- 25), and after the retention is lowered, partitions made for the old
 -- one stay until all of each is past the new one. The spans are aligned
 -- on 2000-01-01 00:00 UTC and computed in UTC whatever the session's
--- time zone, so every instance cuts time the same way; where partitions
--- of another length already cover part of a span, or the default
--- partition holds rows of its time (no instance ran meanwhile), what is
--- left uncovered of the coming three hours gets partitions of its own,
--- at most an hour long.
+-- time zone, so every instance cuts time the same way. Where partitions
+-- of another length already cover part of a span (hourly ones made
+-- before this migration, or by an instance with another retention), each
+-- stretch they leave uncovered gets one partition; where the default
+-- partition holds rows of a span (no instance ran meanwhile), the hour
+-- that holds them stays without one, and the rest of the span gets one.
 
 -- +goose Up
 -- log_span is the length of a log partition for a retention: a quarter
@@ -53,27 +54,38 @@ $$;
 -- +goose StatementEnd
 
 -- add_log_partition creates the partition [p_from, p_to), named after its
--- start (UTC) and, unless it is the hour from p_from, its length. It
--- returns true when the partition is there, false when the locks it
--- needs are busy (lock_timeout), and NULL when it cannot be made: it
--- overlaps a partition made meanwhile, or the default partition holds
--- rows of that time (they stay there, and retention deletes them).
+-- start (UTC) and, unless it is the hour from p_from, its length (or, if
+-- another partition has that name, after its start to the minute and its
+-- length in minutes). It returns true when the partition is there, false
+-- when the locks it needs are busy (lock_timeout), and NULL when it
+-- cannot be made: it overlaps a partition made meanwhile, or the default
+-- partition holds rows of that time (they stay there, and retention
+-- deletes them).
 -- +goose StatementBegin
 CREATE FUNCTION pgpush.add_log_partition(p_from timestamptz, p_to timestamptz) RETURNS boolean
 LANGUAGE plpgsql SET TimeZone = 'UTC' AS $$
 DECLARE
     minutes bigint := (extract(epoch FROM p_to - p_from) / 60)::bigint;
-    part    text := 'events_' || to_char(p_from, 'YYYYMMDD"h"HH24')
-                    || CASE WHEN date_part('minute', p_from) = 0 AND minutes = 60 THEN ''
-                            WHEN date_part('minute', p_from) = 0 AND minutes % 60 = 0 THEN '_' || minutes / 60 || 'h'
-                            ELSE to_char(p_from, 'MI') || '_' || minutes || 'm' END;
+    part    text;
+    bounds  record;
 BEGIN
-    IF to_regclass('pgpush.' || part) IS NOT NULL THEN
-        RETURN true;
-    END IF;
-    EXECUTE format('CREATE TABLE pgpush.%I PARTITION OF pgpush.events FOR VALUES FROM (%L) TO (%L)',
-                   part, p_from, p_to);
-    RETURN true;
+    FOREACH part IN ARRAY ARRAY[
+        'events_' || to_char(p_from, 'YYYYMMDD"h"HH24')
+            || CASE WHEN date_part('minute', p_from) = 0 AND minutes = 60 THEN ''
+                    WHEN date_part('minute', p_from) = 0 AND minutes % 60 = 0 THEN '_' || minutes / 60 || 'h'
+                    ELSE to_char(p_from, 'MI') || '_' || minutes || 'm' END,
+        'events_' || to_char(p_from, 'YYYYMMDD"h"HH24MI') || '_' || minutes || 'm'] LOOP
+        IF to_regclass('pgpush.' || part) IS NULL THEN
+            EXECUTE format('CREATE TABLE pgpush.%I PARTITION OF pgpush.events FOR VALUES FROM (%L) TO (%L)',
+                           part, p_from, p_to);
+            RETURN true;
+        END IF;
+        SELECT l.lower, l.upper INTO bounds FROM pgpush.log_partitions() l WHERE l.rel = to_regclass('pgpush.' || part);
+        IF bounds.lower = p_from AND bounds.upper = p_to THEN
+            RETURN true;
+        END IF;
+    END LOOP;
+    RETURN NULL;
 EXCEPTION
     WHEN invalid_object_definition OR check_violation OR duplicate_table THEN RETURN NULL;
     WHEN lock_not_available THEN RETURN false;
@@ -89,6 +101,7 @@ DECLARE
     t       timestamptz;
     stop    timestamptz;
     made    boolean;
+    whole   boolean;
     span    interval;
     this    timestamptz; -- the start of this hour
     origin  constant timestamptz := '2000-01-01 00:00:00+00';
@@ -104,34 +117,39 @@ BEGIN
     END IF;
     PERFORM set_config('lock_timeout', '100ms', true);
     -- The partitions of this hour and the coming two, each one span
-    -- long. Where partitions of another span (made before migration
-    -- 00014, or by an instance with another retention) cover part of a
-    -- span, or rows of that time wait in the default partition, the
-    -- stretches of the three hours left uncovered get a partition each,
-    -- never longer than to the next full hour.
+    -- long, aligned on the origin. Where partitions of another length
+    -- (made before migration 00014, or by an instance with another
+    -- retention) cover part of a span, each stretch they leave uncovered
+    -- gets one partition; where the default partition holds rows of a
+    -- stretch (no instance ran meanwhile), the hour that holds them stays
+    -- without one.
     span := pgpush.log_span(p_retention);
     this := date_bin(interval '1 hour', now(), origin);
     <<creating>>
     FOR h IN SELECT generate_series(date_bin(span, this, origin), date_bin(span, this + interval '2 hours', origin), span) LOOP
-        IF NOT EXISTS (SELECT 1 FROM pgpush.log_partitions() l WHERE l.lower < h + span AND l.upper > h) THEN
-            made := pgpush.add_log_partition(h, h + span);
-            IF NOT made THEN
-                EXIT creating;
-            END IF;
-            CONTINUE WHEN made;
-        END IF;
         t := greatest(h, this);
+        whole := NOT EXISTS (SELECT 1 FROM pgpush.log_partitions() l WHERE l.lower < h + span AND l.upper > h);
         WHILE t < least(h + span, this + interval '3 hours') LOOP
             SELECT l.upper INTO stop FROM pgpush.log_partitions() l WHERE l.lower <= t AND l.upper > t;
             IF FOUND THEN
                 t := stop;
                 CONTINUE;
             END IF;
-            SELECT least(min(l.lower), date_bin(interval '1 hour', t, origin) + interval '1 hour', h + span)
-            INTO stop FROM pgpush.log_partitions() l WHERE l.lower > t;
-            made := pgpush.add_log_partition(t, stop);
+            SELECT least(min(l.lower), h + span) INTO stop FROM pgpush.log_partitions() l WHERE l.lower > t;
+            IF whole THEN
+                made := pgpush.add_log_partition(h, stop); -- nothing of the span has one yet
+                whole := false;
+            ELSE
+                made := pgpush.add_log_partition(t, stop);
+            END IF;
+            IF made IS NULL THEN
+                -- Rows of the stretch wait in the default partition: this
+                -- hour alone, then the rest from the next one.
+                stop := least(stop, date_bin(interval '1 hour', t, origin) + interval '1 hour');
+                made := pgpush.add_log_partition(t, stop);
+            END IF;
             IF NOT made THEN
-                EXIT creating;
+                EXIT creating; -- locks busy: next minute
             END IF;
             t := stop; -- made, or not to be made now
         END LOOP;
@@ -172,7 +190,27 @@ $$;
 -- +goose StatementEnd
 
 -- +goose Down
--- 00012's maintain_log. The partitions stay as they are: they work with it.
+-- 00012's maintain_log, which makes hourly partitions. The empty ones
+-- ahead that are not an hour long go, so that it makes those hours its
+-- own way. The others stay until retention drops them: rows go to them
+-- as before, while 00012's maintain_log tries, every minute and in vain,
+-- to make hourly partitions over the part of them within its coming
+-- three hours (each try waits up to lock_timeout for the table's lock).
+-- +goose StatementBegin
+DO $$
+DECLARE
+    p        record;
+    has_rows boolean;
+BEGIN
+    FOR p IN SELECT l.rel FROM pgpush.log_partitions() l
+             WHERE l.lower > now() AND l.upper - l.lower <> interval '1 hour' LOOP
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s)', p.rel) INTO has_rows;
+        CONTINUE WHEN has_rows;
+        EXECUTE format('DROP TABLE %s', p.rel);
+    END LOOP;
+END
+$$;
+-- +goose StatementEnd
 -- +goose StatementBegin
 CREATE OR REPLACE FUNCTION pgpush.maintain_log(p_retention interval) RETURNS integer
 LANGUAGE plpgsql AS $$
