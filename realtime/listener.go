@@ -670,9 +670,17 @@ func (c *pgxListenConn) Connect(ctx context.Context) error {
 	// walks the (xid, id) index in order and stops after the page
 	// (0.25-0.37 ms). The bench's UPDATE of 1,000,000 rows reached its
 	// subscriber 10.7 s after the commit with this, 15.9 s without.
+	//
+	// The sequencer files each numbered commit under its hour in
+	// pgpush.event_hours with date_trunc, which cuts hours in the session's
+	// time zone; in UTC they are the hours the log's partitions are cut
+	// on (migration 00014), so that dropping a partition moves the resume
+	// horizon past exactly the commits it held (in Asia/Kolkata an hour
+	// would run from :30 to :30, and up to half an hour of commits whose
+	// events are kept would answer resync_required).
 	if _, err := conn.Exec(ctx, `SELECT set_config('tcp_keepalives_idle', '10', false),
 		set_config('tcp_keepalives_interval', '5', false), set_config('tcp_keepalives_count', '3', false),
-		set_config('plan_cache_mode', 'force_generic_plan', false)`); err != nil {
+		set_config('plan_cache_mode', 'force_generic_plan', false), set_config('TimeZone', 'UTC', false)`); err != nil {
 		conn.Close(context.WithoutCancel(ctx))
 		return err
 	}

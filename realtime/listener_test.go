@@ -635,6 +635,26 @@ func TestNoLostDoorbell(t *testing.T) {
 	}
 }
 
+// TestSequencerFilesHoursInUTC: whatever the server's time zone, the
+// sequencer files commits under whole UTC hours, the hours the log's
+// partitions are cut on.
+func TestSequencerFilesHoursInUTC(t *testing.T) {
+	t.Parallel()
+	b := startListener(t, func(l *Listener) { l.ConnConfig.RuntimeParams["TimeZone"] = "Asia/Kolkata" })
+	if _, err := b.pool.Exec(context.Background(), `INSERT INTO items (writer, n) VALUES (1, 1)`); err != nil {
+		t.Fatal(err)
+	}
+	b.collected.waitFor(t, "the event", func(evs []*Event) bool { return len(evs) == 1 })
+	var hours, off int
+	if err := b.pool.QueryRow(context.Background(), `
+		SELECT count(*), count(*) FILTER (WHERE extract(epoch FROM hour)::bigint % 3600 <> 0) FROM pgpush.event_hours`).Scan(&hours, &off); err != nil {
+		t.Fatal(err)
+	}
+	if hours == 0 || off != 0 {
+		t.Fatalf("%d hours in event_hours, %d of them not whole UTC hours", hours, off)
+	}
+}
+
 // TestSetConstraintsImmediate: SET CONSTRAINTS ALL IMMEDIATE runs the
 // deferred doorbell before commit. The transaction's events still arrive
 // after it commits, and a writer committing meanwhile is not held up.
