@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -185,11 +186,17 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 			dispatch := func(id int) {
 				b.hub.Dispatch([]*Event{b.event("order_changes", "order:created", fmt.Sprintf(`{"id":%d}`, id))})
 			}
+			// "subscribed" is written before the subscription goes live
+			// (events meanwhile are held, then queued with the activation),
+			// and a writer ends its turn after its write: what is counted
+			// here is a live subscription on a socket whose writer is idle.
+			waitLiveAndIdle(t, b.hub)
 			dispatch(1)
 			if got := writes(); got != 1 {
 				t.Fatalf("%d writes after the first event, want 1: an idle socket is written at once", got)
 			}
 			readType("order:created")
+			waitLiveAndIdle(t, b.hub)
 			dispatch(2)
 			dispatch(3)
 			want := int64(3)
@@ -206,6 +213,37 @@ func TestWriteDelayBatchesFanoutWrites(t *testing.T) {
 				t.Errorf("%d fan-out writes for 3 events, want %d", got, want)
 			}
 		})
+	}
+}
+
+// waitLiveAndIdle waits until every subscription of h is live and no
+// socket's writer is running.
+func waitLiveAndIdle(t *testing.T, h *Hub) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		busy := false
+		h.mu.RLock()
+		for c := range h.clients {
+			for _, s := range c.subs {
+				s.mu.Lock()
+				busy = busy || s.pending
+				s.mu.Unlock()
+			}
+			if c.inline != nil {
+				c.inline.mu.Lock()
+				busy = busy || c.inline.running
+				c.inline.mu.Unlock()
+			}
+		}
+		h.mu.RUnlock()
+		if !busy {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a subscription is still pending or a socket's writer still running")
+		}
+		runtime.Gosched()
 	}
 }
 
