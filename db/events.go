@@ -145,21 +145,15 @@ func collectEventsWithin(rows pgx.Rows, maxBytes int) ([]EventRow, error) {
 // when it is not in the log (pruned, rolled back, or never existed) or
 // when events numbered after it may have been pruned (a replay from it
 // could not be whole).
-func PositionOf(ctx context.Context, q Querier, id int64) (seq int64, err error) {
-	var horizon int64
-	err = q.QueryRow(ctx, `
-		SELECT c.seq, s.horizon FROM pgpush.commits c, pgpush.sequencer s
-		WHERE int8range(c.first_id, c.last_id, '[]') @> $1::bigint AND c.first_id IS NOT NULL
-		  AND EXISTS (SELECT 1 FROM pgpush.events e
-		              WHERE e.xid = c.xid AND e.id = $1 AND e.created_at BETWEEN c.first_at AND c.last_at)`,
-		id).Scan(&seq, &horizon)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && seq <= horizon) {
-		return 0, ErrEventExpired
-	}
-	if err != nil {
+func PositionOf(ctx context.Context, q Querier, id int64) (int64, error) {
+	var found, horizon *int64
+	if err := q.QueryRow(ctx, `SELECT seq, horizon FROM pgpush.position_of($1)`, id).Scan(&found, &horizon); err != nil {
 		return 0, fmt.Errorf("look up event %d: %w", id, err)
 	}
-	return seq, nil
+	if found == nil || *found <= *horizon {
+		return 0, ErrEventExpired
+	}
+	return *found, nil
 }
 
 // LastPosition is the position of the newest numbered event, where a

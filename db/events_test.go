@@ -197,6 +197,20 @@ func TestPositionOf(t *testing.T) {
 		t.Fatalf("events = %v, want %v", got, want)
 	}
 	keptSeq := rows[0].Seq
+	// A transaction of three events with a one-event one committed in
+	// the middle of its ids: found by the range of its ids and by its
+	// one id (migration 00015), each only where it holds the event.
+	many := begin(t, ctx, pool)
+	m1 := publish(t, ctx, many, "c", "m1")
+	one := publish(t, ctx, pool, "c", "one")
+	m2 := publish(t, ctx, many, "c", "m2")
+	m3 := publish(t, ctx, many, "c", "m3")
+	commit(t, ctx, many)
+	rows = eventsAfter(t, ctx, pool, keptSeq, kept, 10)
+	if got, want := ids(rows), []int64{one, m1, m2, m3}; !slices.Equal(got, want) {
+		t.Fatalf("events = %v, want %v", got, want)
+	}
+	oneSeq, manySeq := rows[0].Seq, rows[1].Seq
 
 	tests := []struct {
 		name    string
@@ -205,6 +219,10 @@ func TestPositionOf(t *testing.T) {
 		wantErr error
 	}{
 		{"kept", kept, keptSeq, nil},
+		{"one event inside another commit's ids", one, oneSeq, nil},
+		{"first of several", m1, manySeq, nil},
+		{"middle of several", m2, manySeq, nil},
+		{"last of several", m3, manySeq, nil},
 		{"never existed", kept + 1000, 0, db.ErrEventExpired},
 		{"zero", 0, 0, db.ErrEventExpired},
 	}
