@@ -558,6 +558,9 @@ func TestSequencerFailover(t *testing.T) {
 	if !a.listener.Sequencer() || b.listener.Sequencer() {
 		t.Fatalf("Sequencer() = %t, %t; want the first listener only", a.listener.Sequencer(), b.listener.Sequencer())
 	}
+	// The first listener's election at its start; the one awaited below
+	// must be the election after its session ends.
+	a.listener.testSignals.leading.waitOrTimeout(t)
 	const writers, perWriter = 2, 100
 	ctx := context.Background()
 	var written sync.WaitGroup
