@@ -85,9 +85,9 @@ func TestMigrationsDownAndUpKeepEvents(t *testing.T) {
 }
 
 // TestGeneratedCaptureMigration takes migration 00013 (and any after it)
-// down and up again
-// with every kind of watched table: a plain one with column rules and a
-// broadcast, a partition, an inheritance parent and a partitioned table.
+// down and up again with every kind of watched table: a plain one with
+// column rules and a broadcast, a partition, an inheritance parent and a
+// partitioned table.
 // Down gives each the generic triggers with the same rules, up the
 // generated function again (statement triggers stay on the parents), and
 // the events are the same before, between and after.
