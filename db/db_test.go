@@ -108,6 +108,10 @@ func TestOpen(t *testing.T) {
 		}
 		defer pool.Close()
 		checkApplicationName(t, pool.QueryRow(ctx, appNameQuery), db.ApplicationName)
+		var jit string
+		if err := pool.QueryRow(ctx, `SHOW jit`).Scan(&jit); err != nil || jit != "off" {
+			t.Fatalf("jit on the pool's connections = %q (err %v), want off", jit, err)
+		}
 	})
 	t.Run("listener config is named", func(t *testing.T) {
 		t.Parallel()

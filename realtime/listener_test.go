@@ -658,6 +658,27 @@ func TestSequencerFilesHoursInUTC(t *testing.T) {
 	}
 }
 
+// TestListenerSessionSettings: the listener's connection, however the
+// server is configured, runs in UTC, without JIT, and with generic plans.
+func TestListenerSessionSettings(t *testing.T) {
+	t.Parallel()
+	pool, _ := dbtest.NewPool(t)
+	cfg := pool.Config().ConnConfig.Copy()
+	cfg.RuntimeParams["TimeZone"] = "Asia/Kolkata"
+	c := newPgxListenConn(cfg).(*pgxListenConn)
+	if err := c.Connect(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer c.conn.Close(context.Background())
+	var tz, jit, plans string
+	if err := c.conn.QueryRow(context.Background(), `SELECT current_setting('TimeZone'), current_setting('jit'), current_setting('plan_cache_mode')`).Scan(&tz, &jit, &plans); err != nil {
+		t.Fatal(err)
+	}
+	if tz != "UTC" || jit != "off" || plans != "force_generic_plan" {
+		t.Fatalf("TimeZone %s, jit %s, plan_cache_mode %s; want UTC, off, force_generic_plan", tz, jit, plans)
+	}
+}
+
 // TestSetConstraintsImmediate: SET CONSTRAINTS ALL IMMEDIATE runs the
 // deferred doorbell before commit. The transaction's events still arrive
 // after it commits, and a writer committing meanwhile is not held up.
