@@ -17,7 +17,10 @@
 --   commit a hash semi-join, reading the whole (xid, id) index of every
 --   partition for the id. OFFSET 0 keeps that check a subplan run for
 --   the candidate commit, two index probes: 0.3 ms. position_of runs with
---   jit = off.
+--   jit = off of its own, though pgpush's pool turns JIT off too: behind
+--   PgBouncer in transaction mode the pool's setting lands on whichever
+--   server connection was lent when it connected, and a resume must not
+--   depend on that.
 
 --
 -- The new indexes are built before the old one is dropped: building takes
